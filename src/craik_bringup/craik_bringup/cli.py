@@ -1,0 +1,68 @@
+"""The `craik` command line.
+
+Subcommands live in the package that owns the capability; this module only knows their names,
+a one-line help, and the module that implements them. A command module provides
+``configure_parser(parser: argparse.ArgumentParser) -> None`` and
+``run(args: argparse.Namespace) -> int``. Modules are imported only when their command runs, so
+`craik doctor` works even when, say, torch is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+import importlib
+import sys
+
+
+@dataclass(frozen=True)
+class Command:
+    """A `craik` subcommand: its help line and the module that implements it."""
+
+    help: str
+    module: str
+
+
+COMMANDS: dict[str, Command] = {
+    'doctor': Command('check this machine: ROS 2, DDS, torch, MuJoCo, franky, RealSense',
+                      'craik_bringup.doctor'),
+}
+
+
+def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser; only the chosen subcommand's module is imported later."""
+    parser = argparse.ArgumentParser(
+        prog='craik',
+        description='craik: world-model planning for a Franka FR3 (ROS 2).')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name, command in (commands or COMMANDS).items():
+        sub.add_parser(name, help=command.help, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `craik` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ('-h', '--help'):
+            parser.print_usage(sys.stderr)
+            print(f"craik: unknown command '{argv[0]}' (choose from {', '.join(COMMANDS)})",
+                  file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name].module)
+    sub_parser = argparse.ArgumentParser(prog=f'craik {name}', description=COMMANDS[name].help)
+    module.configure_parser(sub_parser)
+    args = sub_parser.parse_args(rest)
+    try:
+        return int(module.run(args))
+    except KeyboardInterrupt:
+        print(f'craik {name}: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

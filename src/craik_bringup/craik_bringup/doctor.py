@@ -1,0 +1,307 @@
+"""`craik doctor`: what this machine has, and whether craik can run on it.
+
+The first thing a lab engineer runs on the robot PC. Each check reports what it found; checks
+marked required make the command exit non-zero, and the summary names every missing piece.
+Heavy or crash-prone probes (DDS exchange, offscreen rendering) run in child processes with a
+timeout so that one broken library cannot take the report down with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import uuid
+
+# Probe subprocesses must finish within this many seconds (DDS discovery takes ~1-3 s).
+PROBE_TIMEOUT_S = 20.0
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one doctor check."""
+
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return '?'
+
+
+def _run_probe(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=PROBE_TIMEOUT_S, env=env)
+
+
+def check_python() -> CheckResult:
+    ok = sys.version_info >= (3, 10)
+    return CheckResult('python', ok, f'{platform.python_implementation()} '
+                       f'{platform.python_version()} ({sys.executable})'
+                       + ('' if ok else ' - craik needs Python >= 3.10'))
+
+
+def check_rclpy() -> CheckResult:
+    import rclpy  # noqa: F401 (the import itself is the check)
+    from rclpy.context import Context
+
+    context = Context()
+    try:
+        rclpy.init(context=context)
+    except Exception as exc:  # rclpy raises RCLError subclasses that are not exported
+        rmw = os.environ.get('RMW_IMPLEMENTATION', '(default)')
+        return CheckResult('rclpy / rmw', False,
+                           f"rclpy imports but cannot initialise rmw '{rmw}': "
+                           f'{str(exc).splitlines()[0]} - is ros-kilted-{rmw.replace("_", "-")} '
+                           'installed?')
+    try:
+        rmw = rclpy.get_rmw_implementation_identifier()
+    finally:
+        rclpy.shutdown(context=context)
+    return CheckResult('rclpy / rmw', True, f'rclpy {_version("ros-rclpy")}, rmw {rmw}')
+
+
+def check_ros_distro() -> CheckResult:
+    distro = os.environ.get('ROS_DISTRO')
+    domain = os.environ.get('ROS_DOMAIN_ID', '0')
+    scope = os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET')
+    return CheckResult('ROS distro', distro is not None,
+                       f'{distro}, ROS_DOMAIN_ID={domain}, discovery {scope}' if distro else
+                       'ROS_DISTRO is not set: source env.bash (or /opt/ros/<distro>/setup.bash)')
+
+
+def check_interfaces() -> CheckResult:
+    from craik_interfaces.action import ReachGoal
+
+    return CheckResult('craik_interfaces', True,
+                       f'ReachGoal with {len(ReachGoal.Result.get_fields_and_field_types())} '
+                       'result fields')
+
+
+_DDS_PUBLISHER = """
+import sys, time
+import rclpy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node('craik_doctor_publisher')
+pub = node.create_publisher(String, sys.argv[1], 10)
+deadline = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    pub.publish(String(data=sys.argv[2]))
+    rclpy.spin_once(node, timeout_sec=0.1)
+rclpy.shutdown()
+"""
+
+
+def check_dds_loopback() -> CheckResult:
+    """A node in a child process publishes a token; a node here must receive it."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    token = uuid.uuid4().hex
+    topic = f'/craik_doctor_{token[:8]}'
+    publisher = subprocess.Popen(
+        [sys.executable, '-c', _DDS_PUBLISHER, topic, token, str(PROBE_TIMEOUT_S)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    context = Context()
+    rclpy.init(context=context)
+    received: list[float] = []
+    start = 0.0
+    try:
+        import time
+
+        node = rclpy.create_node('craik_doctor_subscriber', context=context)
+        node.create_subscription(
+            String, topic,
+            lambda msg: received.append(time.monotonic()) if msg.data == token else None, 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        start = time.monotonic()
+        while not received and time.monotonic() - start < PROBE_TIMEOUT_S:
+            executor.spin_once(timeout_sec=0.1)
+            if publisher.poll() is not None:
+                break
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+        publisher.kill()
+        _, err = publisher.communicate()
+    if received:
+        return CheckResult('DDS loopback', True,
+                           f'message between two processes after {received[0] - start:.1f} s')
+    why = err.strip().splitlines()[-1] if err.strip() else 'nothing received (discovery failed?)'
+    return CheckResult('DDS loopback', False, f'no message between two processes: {why}')
+
+
+def check_torch() -> CheckResult:
+    import torch
+
+    if torch.cuda.is_available():
+        gpu = f'CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}'
+    else:
+        gpu = 'CPU only (no CUDA device)'
+    return CheckResult('torch', True, f'{torch.__version__}, {gpu}, '
+                       f'{torch.get_num_threads()} threads')
+
+
+def check_gsplat() -> CheckResult:
+    import torch
+
+    version = _version('gsplat')
+    if version == '?':
+        return CheckResult('gsplat', False, 'not installed', required=False)
+    if not torch.cuda.is_available():
+        return CheckResult('gsplat', True, f'{version}; rasterizer needs CUDA: mapping uses the '
+                           'CPU renderer here', required=False)
+    return CheckResult('gsplat', True, f'{version}, CUDA rasterizer available', required=False)
+
+
+def check_onnxruntime() -> CheckResult:
+    import onnxruntime
+
+    return CheckResult('onnxruntime', True, f'{onnxruntime.__version__}, providers: '
+                       f'{", ".join(onnxruntime.get_available_providers())}')
+
+
+def check_tensorrt() -> CheckResult:
+    try:
+        import tensorrt
+    except ImportError as exc:
+        return CheckResult('TensorRT', False, f'not available ({exc}); the world model runs on '
+                           'onnxruntime or torch instead', required=False)
+    return CheckResult('TensorRT', True, str(tensorrt.__version__), required=False)
+
+
+_RENDER_PROBE = """
+import mujoco
+m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><light pos="0 0 2"/>'
+                                   '<geom type="sphere" size=".1"/></worldbody></mujoco>')
+d = mujoco.MjData(m)
+mujoco.mj_forward(m, d)
+with mujoco.Renderer(m, 32, 32) as r:
+    r.update_scene(d)
+    img = r.render()
+print(img.shape, int(img.max()))
+"""
+
+
+def check_mujoco() -> CheckResult:
+    import mujoco
+
+    backend = os.environ.get('MUJOCO_GL', '(unset: glfw, needs a display)')
+    try:
+        probe = _run_probe(_RENDER_PROBE)
+    except subprocess.TimeoutExpired:
+        return CheckResult('MuJoCo', False, f'{mujoco.__version__}, offscreen render with '
+                           f'MUJOCO_GL={backend} hung')
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ['no output'])[-1]
+        return CheckResult('MuJoCo', False, f'{mujoco.__version__}, offscreen render with '
+                           f'MUJOCO_GL={backend} failed: {last}')
+    return CheckResult('MuJoCo', True, f'{mujoco.__version__}, offscreen rendering via {backend}')
+
+
+def check_franky() -> CheckResult:
+    import franky
+
+    sim = _version('franky-sim')
+    return CheckResult('franky', True, f'franky-control {_version("franky-control")} '
+                       f'({os.path.dirname(franky.__file__)}); franky-sim '
+                       f'{sim if sim != "?" else "not installed (only needed in simulation)"}')
+
+
+def check_pinocchio() -> CheckResult:
+    import pinocchio
+
+    return CheckResult('pinocchio', True, pinocchio.__version__)
+
+
+def check_realsense() -> CheckResult:
+    import pyrealsense2 as rs
+
+    devices = rs.context().query_devices()
+    names = [f'{d.get_info(rs.camera_info.name)} #{d.get_info(rs.camera_info.serial_number)}'
+             for d in devices]
+    cameras = ', '.join(names) if names else 'no camera connected'
+    return CheckResult('pyrealsense2', True, f'{_version("pyrealsense2")}; {cameras}')
+
+
+CHECKS: list[tuple[str, Callable[[], CheckResult], bool]] = [
+    ('python', check_python, True),
+    ('rclpy / rmw', check_rclpy, True),
+    ('ROS distro', check_ros_distro, True),
+    ('craik_interfaces', check_interfaces, True),
+    ('DDS loopback', check_dds_loopback, True),
+    ('torch', check_torch, True),
+    ('gsplat', check_gsplat, False),
+    ('onnxruntime', check_onnxruntime, True),
+    ('TensorRT', check_tensorrt, False),
+    ('MuJoCo', check_mujoco, True),
+    ('franky', check_franky, True),
+    ('pinocchio', check_pinocchio, True),
+    ('pyrealsense2', check_realsense, True),
+]
+
+
+def run_checks(skip: set[str] | None = None) -> list[CheckResult]:
+    """Run every check, turning an exception (a missing module, a crash) into a failed row."""
+    results = []
+    for name, check, required in CHECKS:
+        if skip and name in skip:
+            continue
+        try:
+            result = check()
+        except ImportError as exc:
+            result = CheckResult(name, False, f'not importable: {exc}')
+        except Exception as exc:  # noqa: BLE001 (report anything, never die mid-report)
+            result = CheckResult(name, False, f'{type(exc).__name__}: {exc}')
+        result.required = required
+        results.append(result)
+    return results
+
+
+def format_table(results: list[CheckResult]) -> str:
+    """Render results as a fixed-width table (no terminal library needed)."""
+    width = max(len(r.name) for r in results)
+    lines = [f'{"check":<{width}}  status   detail', f'{"-" * width}  -------  {"-" * 50}']
+    for r in results:
+        status = 'ok' if r.ok else ('MISSING' if r.required else 'absent')
+        lines.append(f'{r.name:<{width}}  {status:<7}  {r.detail}')
+    return '\n'.join(lines)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--json', action='store_true', help='print the results as JSON')
+    parser.add_argument('--skip', action='append', default=[], metavar='CHECK',
+                        help='skip a check by name (repeatable)')
+
+
+def run(args: argparse.Namespace) -> int:
+    results = run_checks(set(args.skip))
+    missing = [r.name for r in results if r.required and not r.ok]
+    if args.json:
+        print(json.dumps({'ok': not missing, 'missing': missing,
+                          'checks': [asdict(r) for r in results]}, indent=2))
+    else:
+        print(format_table(results))
+        print()
+        if missing:
+            print(f'craik doctor: MISSING required pieces: {", ".join(missing)}')
+        else:
+            print('craik doctor: all required pieces present')
+    return 1 if missing else 0
