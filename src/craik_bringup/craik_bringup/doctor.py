@@ -54,23 +54,30 @@ def check_python() -> CheckResult:
                        + ('' if ok else ' - craik needs Python >= 3.10'))
 
 
-def check_rclpy() -> CheckResult:
-    import rclpy  # noqa: F401 (the import itself is the check)
-    from rclpy.context import Context
+def _probe_failure(probe: subprocess.CompletedProcess[str]) -> str:
+    lines = (probe.stderr.strip() or probe.stdout.strip() or 'no output').splitlines()
+    # rcl reports a missing or mismatched rmw with an [ERROR] line and exits the process.
+    errors = [line for line in lines if '[ERROR]' in line or 'Error' in line]
+    return (errors or lines)[-1][:300] + f' (exit code {probe.returncode})'
 
-    context = Context()
-    try:
-        rclpy.init(context=context)
-    except Exception as exc:  # rclpy raises RCLError subclasses that are not exported
-        rmw = os.environ.get('RMW_IMPLEMENTATION', '(default)')
-        return CheckResult('rclpy / rmw', False,
-                           f"rclpy imports but cannot initialise rmw '{rmw}': "
-                           f'{str(exc).splitlines()[0]} - is ros-kilted-{rmw.replace("_", "-")} '
-                           'installed?')
-    try:
-        rmw = rclpy.get_rmw_implementation_identifier()
-    finally:
-        rclpy.shutdown(context=context)
+
+# rcl terminates the whole process when the requested rmw is missing, so every ROS probe runs
+# in a child process.
+_RCLPY_PROBE = """
+import rclpy
+rclpy.init()
+print(rclpy.get_rmw_implementation_identifier())
+rclpy.shutdown()
+"""
+
+
+def check_rclpy() -> CheckResult:
+    requested = os.environ.get('RMW_IMPLEMENTATION', '(default)')
+    probe = _run_probe(_RCLPY_PROBE)
+    if probe.returncode != 0:
+        return CheckResult('rclpy / rmw', False, f"cannot initialise rclpy with rmw '{requested}'"
+                           f': {_probe_failure(probe)}')
+    rmw = probe.stdout.strip().splitlines()[-1]
     return CheckResult('rclpy / rmw', True, f'rclpy {_version("ros-rclpy")}, rmw {rmw}')
 
 
@@ -83,12 +90,19 @@ def check_ros_distro() -> CheckResult:
                        'ROS_DISTRO is not set: source env.bash (or /opt/ros/<distro>/setup.bash)')
 
 
-def check_interfaces() -> CheckResult:
-    from craik_interfaces.action import ReachGoal
+_INTERFACES_PROBE = """
+from craik_interfaces.action import ReachGoal
+print(len([n for n in dir(ReachGoal.Result) if n.startswith('STATUS_')]))
+"""
 
+
+def check_interfaces() -> CheckResult:
+    probe = _run_probe(_INTERFACES_PROBE)
+    if probe.returncode != 0:
+        return CheckResult('craik_interfaces', False, 'not importable (is the workspace built '
+                           f'and install/setup.bash sourced?): {_probe_failure(probe)}')
     return CheckResult('craik_interfaces', True,
-                       f'ReachGoal with {len(ReachGoal.Result.get_fields_and_field_types())} '
-                       'result fields')
+                       f'ReachGoal with {probe.stdout.split()[-1]} status codes')
 
 
 _DDS_PUBLISHER = """
@@ -105,47 +119,47 @@ while time.monotonic() < deadline:
 rclpy.shutdown()
 """
 
+_DDS_SUBSCRIBER = """
+import sys, time
+import rclpy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node('craik_doctor_subscriber')
+got = []
+node.create_subscription(String, sys.argv[1],
+                         lambda m: got.append(time.monotonic()) if m.data == sys.argv[2] else None,
+                         10)
+start = time.monotonic()
+while not got and time.monotonic() - start < float(sys.argv[3]):
+    rclpy.spin_once(node, timeout_sec=0.1)
+rclpy.shutdown()
+print(f'{got[0] - start:.2f}' if got else 'none')
+"""
+
 
 def check_dds_loopback() -> CheckResult:
-    """A node in a child process publishes a token; a node here must receive it."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from std_msgs.msg import String
-
+    """Two nodes in two child processes must exchange a message over DDS."""
     token = uuid.uuid4().hex
     topic = f'/craik_doctor_{token[:8]}'
+    wait_s = str(PROBE_TIMEOUT_S - 5.0)
     publisher = subprocess.Popen(
-        [sys.executable, '-c', _DDS_PUBLISHER, topic, token, str(PROBE_TIMEOUT_S)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    context = Context()
-    rclpy.init(context=context)
-    received: list[float] = []
-    start = 0.0
+        [sys.executable, '-c', textwrap.dedent(_DDS_PUBLISHER), topic, token, wait_s],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        import time
-
-        node = rclpy.create_node('craik_doctor_subscriber', context=context)
-        node.create_subscription(
-            String, topic,
-            lambda msg: received.append(time.monotonic()) if msg.data == token else None, 10)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        start = time.monotonic()
-        while not received and time.monotonic() - start < PROBE_TIMEOUT_S:
-            executor.spin_once(timeout_sec=0.1)
-            if publisher.poll() is not None:
-                break
-        node.destroy_node()
+        probe = subprocess.run(
+            [sys.executable, '-c', textwrap.dedent(_DDS_SUBSCRIBER), topic, token, wait_s],
+            capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     finally:
-        rclpy.shutdown(context=context)
         publisher.kill()
-        _, err = publisher.communicate()
-    if received:
-        return CheckResult('DDS loopback', True,
-                           f'message between two processes after {received[0] - start:.1f} s')
-    why = err.strip().splitlines()[-1] if err.strip() else 'nothing received (discovery failed?)'
-    return CheckResult('DDS loopback', False, f'no message between two processes: {why}')
+        publisher.wait()
+    if probe.returncode != 0:
+        return CheckResult('DDS loopback', False, f'subscriber failed: {_probe_failure(probe)}')
+    seconds = probe.stdout.strip().splitlines()[-1]
+    if seconds == 'none':
+        return CheckResult('DDS loopback', False, f'no message between two processes within '
+                           f'{wait_s} s (discovery blocked? check ROS_DOMAIN_ID, '
+                           'ROS_AUTOMATIC_DISCOVERY_RANGE and the firewall)')
+    return CheckResult('DDS loopback', True, f'message between two processes after {seconds} s')
 
 
 def check_torch() -> CheckResult:
