@@ -1,0 +1,1 @@
+"""craik planner: model-predictive control over a world model's rollout energy."""
