@@ -11,6 +11,8 @@ Two optimisers share one loop:
 - CEM: refit a diagonal Gaussian to the lowest-energy ``num_elites`` samples.
 - MPPI: move the mean to the softmin-weighted average of all samples (temperature relative
   to the spread of the batch's energies).
+- random: random shooting, the baseline: ``num_samples`` sequences drawn uniformly inside the
+  bounds, scored once, the best kept (no refit, no warm start).
 
 Both are anytime: every iteration evaluates the current mean along with the samples, the best
 sequence evaluated so far is kept, and the loop stops before an iteration that would overrun the
@@ -39,7 +41,7 @@ RolloutEnergy = Callable[[FloatArray, FloatArray, npt.NDArray[np.float32]], Floa
 class PlannerConfig:
     """Parameters of one planning call. Durations in seconds; std as a fraction of half-range."""
 
-    method: Literal['cem', 'mppi'] = 'cem'
+    method: Literal['cem', 'mppi', 'random'] = 'cem'
     num_samples: int = 256           # N sequences evaluated per iteration (incl. the mean)
     horizon: int = 8                 # H actions per sequence
     max_iterations: int = 6
@@ -53,8 +55,9 @@ class PlannerConfig:
     convergence_tol: float = 0.0     # stop when best energy improves by less than this
 
     def __post_init__(self) -> None:
-        if self.method not in ('cem', 'mppi'):
-            raise ValueError(f"PlannerConfig.method must be 'cem' or 'mppi', not {self.method!r}")
+        if self.method not in ('cem', 'mppi', 'random'):
+            raise ValueError("PlannerConfig.method must be 'cem', 'mppi' or 'random', not "
+                             f'{self.method!r}')
         if self.num_samples < 2:
             raise ValueError(f'PlannerConfig.num_samples must be >= 2, got {self.num_samples}')
         if self.horizon < 1:
@@ -177,8 +180,11 @@ def plan(rollout_energy: RolloutEnergy, z0: FloatArray, goal: FloatArray,
         if iteration > 0 and deadline is not None and now + iteration_time > deadline:
             deadline_hit = True
             break
-        noise = rng.standard_normal((n - 1, *shape))
-        samples = np.clip(mean + std * noise, bounds.low, bounds.high)   # [N-1, H, A]
+        if config.method == 'random':
+            samples = rng.uniform(bounds.low, bounds.high, size=(n - 1, *shape))
+        else:
+            noise = rng.standard_normal((n - 1, *shape))
+            samples = np.clip(mean + std * noise, bounds.low, bounds.high)   # [N-1, H, A]
         candidates = np.concatenate([mean[None], samples], axis=0)     # [N, H, A]
         energies = _check_energies(
             rollout_energy(z0, goal, candidates.astype(np.float32)), n)
@@ -190,6 +196,8 @@ def plan(rollout_energy: RolloutEnergy, z0: FloatArray, goal: FloatArray,
             best_actions = candidates[i_best].copy()
         history.append(best_energy)
 
+        if config.method == 'random':
+            break
         if config.method == 'cem':
             elites = candidates[np.argsort(energies, kind='stable')[:config.num_elites]]
             new_mean = elites.mean(axis=0)

@@ -161,3 +161,23 @@ def test_invalid_bounds_are_rejected():
         ActionBounds(low=np.zeros(4), high=np.zeros(4))
     with pytest.raises(ValueError, match='finite'):
         ActionBounds(low=np.full(4, -np.inf), high=np.ones(4))
+
+
+def test_random_shooting_is_one_uniform_round(target):
+    seen = []
+
+    def recording_energy(z0, goal, actions):
+        seen.append(actions.copy())
+        return bowl(target)(z0, goal, actions)
+
+    config = PlannerConfig(method='random', horizon=H, max_iterations=10)
+    result = plan(recording_energy, np.zeros(1), np.zeros(1), config, np.random.default_rng(0))
+    assert result.iterations == 1 and len(seen) == 1
+    samples = seen[0][1:]
+    # Uniform over the box: the spread of each dimension is that of U(low, high).
+    b = ActionBounds()
+    np.testing.assert_allclose(samples.std(axis=(0, 1)), b.half_range * 2 / np.sqrt(12),
+                               rtol=0.1)
+    cem = plan(bowl(target), np.zeros(1), np.zeros(1), PlannerConfig(horizon=H),
+               np.random.default_rng(0))
+    assert cem.energy < result.energy     # what the baseline is there to show
