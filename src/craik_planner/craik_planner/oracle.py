@@ -52,12 +52,14 @@ class PushModel:
 
 def rollout_states(state: FloatArray, actions: FloatArray,
                    model: PushModel) -> npt.NDArray[np.float64]:
-    """Propagate ``state [S]`` through ``actions [N, H, A]``; returns final states ``[N, S]``."""
+    """Propagate ``state [S]`` through ``actions [N, H, A]``: states after each step
+    ``[N, H, S]``."""
     actions = np.asarray(actions, dtype=np.float64)
-    n = actions.shape[0]
+    n, horizon = actions.shape[:2]
     ee = np.tile(np.asarray(state, dtype=np.float64)[EE], (n, 1))       # [N, 3]
     cube = np.tile(np.asarray(state, dtype=np.float64)[CUBE], (n, 1))   # [N, 3]
-    for h in range(actions.shape[1]):
+    trajectory = np.empty((n, horizon, STATE_DIM))
+    for h in range(horizon):
         step = actions[:, h, :3] / model.substeps                        # [N, 3]
         for _ in range(model.substeps):
             ee = ee + step
@@ -68,14 +70,19 @@ def rollout_states(state: FloatArray, actions: FloatArray,
             direction = offset / np.maximum(dist, 1e-9)[:, None]
             pushed = ee[:, :2] + direction * model.contact_distance
             cube[:, :2] = np.where(touching[:, None], pushed, cube[:, :2])
-    return np.concatenate([ee, cube], axis=1)
+        trajectory[:, h, EE] = ee
+        trajectory[:, h, CUBE] = cube
+    return trajectory
 
 
 def oracle_energy(task: Literal['reach', 'push'],
                   model: PushModel | None = None) -> RolloutEnergy:
-    """Rollout energy for ``task`` over the state layout above: final distance to the goal, m.
+    """Rollout energy for ``task`` over the state layout above, in metres.
 
-    For ``push`` a small term keeps the fingers near the cube so that the planner approaches it
+    The distance to the goal is averaged over every step of the imagined trajectory, not only
+    the last: with a final-state energy all ways of spreading a displacement over the horizon
+    score the same, and the executed first step would cover only a fraction of the way. For
+    ``push`` a small term keeps the fingers near the cube so that the planner approaches it
     even when no sampled sequence reaches far enough to move it yet.
     """
     push_model = model or PushModel()
@@ -84,12 +91,12 @@ def oracle_energy(task: Literal['reach', 'push'],
 
     def rollout_energy(state: FloatArray, goal: FloatArray,
                        actions: FloatArray) -> npt.NDArray[np.float64]:
-        final = rollout_states(state, actions, push_model)               # [N, S]
+        states = rollout_states(state, actions, push_model)              # [N, H, S]
         goal = np.asarray(goal, dtype=np.float64)
         if task == 'reach':
-            return np.linalg.norm(final[:, EE] - goal[EE], axis=1)
-        cube_error = np.linalg.norm(final[:, 3:5] - goal[3:5], axis=1)
-        approach = np.linalg.norm(final[:, 0:2] - final[:, 3:5], axis=1)
-        return cube_error + 0.1 * approach
+            return np.linalg.norm(states[..., EE] - goal[EE], axis=-1).mean(axis=1)
+        cube_error = np.linalg.norm(states[..., 3:5] - goal[3:5], axis=-1)
+        approach = np.linalg.norm(states[..., 0:2] - states[..., 3:5], axis=-1)
+        return (cube_error + 0.1 * approach).mean(axis=1)
 
     return rollout_energy

@@ -14,7 +14,7 @@ def _state(ee, cube):
 def test_fingers_in_the_air_do_not_move_the_cube():
     state = _state([0.4, -0.1, 0.30], [0.4, 0.0, 0.025])
     actions = np.tile([0.0, 0.05, 0.0, 1.0], (1, 4, 1))          # sweep over the cube
-    final = rollout_states(state, actions, PushModel())[0]
+    final = rollout_states(state, actions, PushModel())[0, -1]
     np.testing.assert_allclose(final[3:], state[3:])
     np.testing.assert_allclose(final[:3], state[:3] + [0.0, 0.2, 0.0])
 
@@ -22,7 +22,7 @@ def test_fingers_in_the_air_do_not_move_the_cube():
 def test_low_fingers_push_the_cube_along_the_motion():
     state = _state([0.4, -0.1, 0.03], [0.4, 0.0, 0.025])
     actions = np.tile([0.0, 0.05, 0.0, 1.0], (1, 4, 1))          # push +y by 20 cm of travel
-    final = rollout_states(state, actions, PushModel())[0]
+    final = rollout_states(state, actions, PushModel())[0, -1]
     assert final[4] > 0.05                                       # cube moved along +y
     assert abs(final[3] - 0.4) < 1e-6                            # and stayed on the line
     assert final[4] - final[1] == pytest.approx(PushModel().contact_distance)
@@ -42,5 +42,5 @@ def test_oracle_mpc_pushes_cube_to_goal(method):
     config = PlannerConfig(method=method, horizon=6, max_iterations=5)
     for _ in range(12):                                          # receding horizon
         result = plan(energy, state, goal, config, rng)
-        state = rollout_states(state, result.actions[None, :1], PushModel())[0]
+        state = rollout_states(state, result.actions[None, :1], PushModel())[0, -1]
     assert np.linalg.norm(state[3:5] - goal[3:5]) < 0.03         # the task's success radius
