@@ -26,6 +26,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     'doctor': Command('check this machine: ROS 2, DDS, torch, MuJoCo, franky, RealSense',
                       'craik_bringup.doctor'),
+    'collect': Command('collect world-model training episodes (fast sim)', 'craik_sim.collect'),
 }
 
 

@@ -1,0 +1,234 @@
+"""`sim` node: the franky-sim FR3 server + the simulated RealSense D435 (thin rclpy layer).
+
+The robot is reachable by franky at `hostname` (127.0.0.1) exactly like a real FR3. Publishes the
+realsense2_camera topics (align_depth on, default namespace), /sim/ground_truth (evaluation only)
+and serves /sim/reset_episode. All simulation logic lives in craik_sim.sim_runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+import sys
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Pose
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from craik_interfaces.msg import GroundTruth as GroundTruthMsg
+from craik_interfaces.srv import ResetEpisode
+from craik_sim.calibration import CameraCalibration
+from craik_sim.render import depth_to_millimetres
+from craik_sim.scene import SceneConfig, VariationConfig
+from craik_sim.sim_runtime import Frame, SimConfig, SimRuntime
+from craik_sim.tasks import InvalidSeedError, UnknownTaskError
+
+COLOR_TOPIC = '/camera/camera/color/image_raw'
+COLOR_INFO_TOPIC = '/camera/camera/color/camera_info'
+DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
+DEPTH_INFO_TOPIC = '/camera/camera/aligned_depth_to_color/camera_info'
+GROUND_TRUTH_TOPIC = '/sim/ground_truth'
+RESET_SERVICE = '/sim/reset_episode'
+
+# name -> (default, description, range); the YAML block is config/sim.yaml.
+PARAMETERS: dict[str, tuple[object, str, tuple[float, float] | None]] = {
+    'hostname': ('127.0.0.1', 'loopback address the simulated FR3 binds (franky connects here)',
+                 None),
+    'rate_hz': (15.0, 'camera publish rate (Hz)', (0.1, 60.0)),
+    'calibration_path': ('', 'camera calibration YAML; empty = config/calibration/sim_d435.yaml',
+                         None),
+    'cube_count': (2, 'number of cubes on the table', (0, 6)),
+    'cube_size_m': (0.05, 'cube edge length (m)', (0.02, 0.08)),
+    'cube_mass_kg': (0.1, 'cube mass (kg)', (0.01, 2.0)),
+    'cube_friction': (0.8, 'cube sliding friction coefficient', (0.05, 2.0)),
+    'shadows': (False, 'render shadow maps (slow on CPUs)', None),
+    'msaa_samples': (0, 'MSAA samples of the camera renderer', (0, 8)),
+    'initial_task': ('reach', 'episode at start-up: task', None),
+    'initial_seed': (0, 'episode at start-up: seed', (0, 2**31 - 1)),
+    'vary_lighting': (False, 'default variation: lighting', None),
+    'vary_cube_colours': (False, 'default variation: cube colours', None),
+    'vary_cube_sizes': (False, 'default variation: cube sizes', None),
+    'vary_camera_pose': (False, 'default variation: camera pose jitter', None),
+    'distractors': (0, 'default variation: distractor objects on the table', (0, 3)),
+    'settle_s': (0.3, 'simulated time to settle after a reset (s)', (0.0, 5.0)),
+    'realtime_factor': (1.0, 'simulation speed relative to wall-clock time', (0.1, 10.0)),
+}
+
+
+def declare_parameters(node: Node) -> SimConfig:
+    """Declare the node's parameters (with descriptions and ranges) and build its config."""
+    values = {}
+    for name, (default, description, bounds) in PARAMETERS.items():
+        descriptor = ParameterDescriptor(description=description)
+        if bounds is not None and isinstance(default, float):
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(bounds[0]), to_value=float(bounds[1]), step=0.0)]
+        elif bounds is not None and isinstance(default, int) and not isinstance(default, bool):
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(bounds[0]), to_value=int(bounds[1]), step=1)]
+        values[name] = node.declare_parameter(name, default, descriptor).value
+    scene = SceneConfig(cube_count=values['cube_count'], cube_size_m=values['cube_size_m'],
+                        cube_mass_kg=values['cube_mass_kg'],
+                        cube_friction=values['cube_friction'], shadows=values['shadows'])
+    variation = VariationConfig(lighting=values['vary_lighting'],
+                                cube_colours=values['vary_cube_colours'],
+                                cube_sizes=values['vary_cube_sizes'],
+                                camera_jitter=values['vary_camera_pose'],
+                                distractors=values['distractors'])
+    names = {f.name for f in fields(SimConfig)} - {'scene', 'variation'}
+    return SimConfig(scene=scene, variation=variation,
+                     **{k: v for k, v in values.items() if k in names})
+
+
+def camera_info(camera: CameraCalibration, header: Header) -> CameraInfo:
+    k = camera.intrinsics
+    msg = CameraInfo(header=header, width=k.width, height=k.height)
+    msg.distortion_model = k.distortion_model if k.distortion_model != 'none' else 'plumb_bob'
+    msg.d = [float(c) for c in k.distortion_coeffs] or [0.0] * 5
+    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
+    msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding)
+    msg.is_bigendian = 0
+    msg.step = int(array.strides[0])
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def _point(v: np.ndarray) -> Point:
+    return Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
+def _pose(pos: np.ndarray, quat_xyzw: np.ndarray) -> Pose:
+    pose = Pose()
+    pose.position = _point(pos)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (
+        float(q) for q in quat_xyzw)
+    return pose
+
+
+def _stamp(wall_time: float) -> Time:
+    sec = int(wall_time)
+    return Time(sec=sec, nanosec=int((wall_time - sec) * 1e9))
+
+
+class SimNode(Node):
+    """Publishes the simulated camera and ground truth; resets episodes on request."""
+
+    def __init__(self) -> None:
+        super().__init__('sim')
+        self.config = declare_parameters(self)
+        self.runtime: SimRuntime | None = None
+        self._color_pub = self.create_publisher(Image, COLOR_TOPIC, qos_profile_sensor_data)
+        self._color_info_pub = self.create_publisher(CameraInfo, COLOR_INFO_TOPIC,
+                                                     qos_profile_sensor_data)
+        self._depth_pub = self.create_publisher(Image, DEPTH_TOPIC, qos_profile_sensor_data)
+        self._depth_info_pub = self.create_publisher(CameraInfo, DEPTH_INFO_TOPIC,
+                                                     qos_profile_sensor_data)
+        self._gt_pub = self.create_publisher(
+            GroundTruthMsg, GROUND_TRUTH_TOPIC,
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self._reset_srv = self.create_service(ResetEpisode, RESET_SERVICE, self._on_reset)
+
+    def configure(self) -> None:
+        """Start the simulated robot and camera (heavy: builds the scene, binds sockets)."""
+        self.runtime = SimRuntime(self.config, on_frame=self._publish_frame)
+        self.runtime.start()
+        self.get_logger().info(
+            f'simulated FR3 at {self.config.hostname}; camera {COLOR_TOPIC} at '
+            f'{self.config.rate_hz} Hz; episode {self.config.initial_task}/'
+            f'{self.config.initial_seed}')
+
+    def shutdown(self) -> None:
+        if self.runtime is not None:
+            self.runtime.stop()
+            self.runtime = None
+
+    def _publish_frame(self, frame: Frame) -> None:
+        header = Header(stamp=_stamp(frame.wall_time), frame_id=frame.camera.child_frame)
+        info = camera_info(frame.camera, header)
+        self._color_pub.publish(image_msg(frame.rgb, 'rgb8', header))
+        self._depth_pub.publish(image_msg(depth_to_millimetres(frame.depth_m), '16UC1', header))
+        self._color_info_pub.publish(info)
+        self._depth_info_pub.publish(info)
+        gt, spec = frame.ground_truth, frame.spec
+        msg = GroundTruthMsg(header=Header(stamp=header.stamp, frame_id='fr3_link0'))
+        msg.sim_time = gt.time_s
+        msg.ee_pose = _pose(gt.ee_pos, gt.ee_quat_xyzw)
+        msg.gripper_width = gt.gripper_width_m
+        msg.joint_positions = [float(v) for v in gt.q]
+        msg.object_names = [f'cube{i}' for i in range(len(gt.cube_pos))]
+        msg.object_poses = [_pose(p, q) for p, q in zip(gt.cube_pos, gt.cube_quat_xyzw,
+                                                        strict=True)]
+        msg.task, msg.seed = spec.task, spec.seed
+        if spec.task == 'reach':
+            msg.goal_position = _point(spec.goal_tcp_pos)
+        else:
+            msg.goal_position = _point(spec.goal_cube_pos[spec.target_cube])
+            msg.goal_object = f'cube{spec.target_cube}'
+        msg.distance, msg.success = frame.distance_m, frame.success
+        self._gt_pub.publish(msg)
+
+    def _on_reset(self, request: ResetEpisode.Request,
+                  response: ResetEpisode.Response) -> ResetEpisode.Response:
+        if self.runtime is None:
+            response.success, response.message = False, 'the simulation is not running'
+            return response
+        try:
+            variation = VariationConfig(lighting=request.vary_lighting,
+                                        cube_colours=request.vary_cube_colours,
+                                        cube_sizes=request.vary_cube_sizes,
+                                        camera_jitter=request.vary_camera_pose,
+                                        distractors=int(request.distractors))
+            goal = self.runtime.reset_episode(request.task, int(request.seed), variation)
+        except (UnknownTaskError, InvalidSeedError, ValueError, TimeoutError) as err:
+            response.success = False
+            response.message = f'{type(err).__name__}: {err}'
+            self.get_logger().warning(f'reset rejected: {response.message}')
+            return response
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=goal.camera.child_frame)
+        response.success = True
+        response.message = f'episode {goal.spec.task}/{goal.spec.seed}'
+        response.goal_image = image_msg(goal.rgb, 'rgb8', header)
+        response.goal_depth = image_msg(depth_to_millimetres(goal.depth_m), '16UC1', header)
+        response.camera_info = camera_info(goal.camera, header)
+        response.goal_ee_position = _point(goal.spec.goal_tcp_pos)
+        if goal.spec.target_cube >= 0:
+            response.goal_object_position = _point(
+                goal.spec.goal_cube_pos[goal.spec.target_cube])
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = SimNode()
+    try:
+        node.configure()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except Exception as err:  # noqa: BLE001 (reported, then a clean shutdown)
+        node.get_logger().error(f'sim failed: {err}')
+        return 1
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
+
+__all__ = ['SimNode', 'main', 'Parameter']
