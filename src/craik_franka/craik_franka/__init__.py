@@ -1,0 +1,1 @@
+"""craik_franka: the FR3 controller (franky) with its safety envelope; ROS-free library + node."""
