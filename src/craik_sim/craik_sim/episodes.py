@@ -40,6 +40,7 @@ import json
 import os
 from pathlib import Path
 import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -206,7 +207,7 @@ class EpisodeDataset:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
             raise EpisodeFormatError(f'{path}: cannot read ({err})') from None
         metadata = json.loads(str(arrays.pop('metadata', np.array('{}'))))
         validate_arrays(arrays)
