@@ -40,8 +40,8 @@ import json
 import os
 from pathlib import Path
 import tempfile
-import zipfile
 from typing import Any
+import zipfile
 
 import numpy as np
 

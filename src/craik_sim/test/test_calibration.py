@@ -2,6 +2,10 @@
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+import yaml
+
 from craik_sim.calibration import (
     CalibrationError,
     calibration_from_dict,
@@ -11,9 +15,6 @@ from craik_sim.calibration import (
     save_calibration,
 )
 from craik_sim.scene import validate_camera_in_scene
-import numpy as np
-import pytest
-import yaml
 
 
 @pytest.fixture

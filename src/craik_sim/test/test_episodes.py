@@ -3,10 +3,11 @@
 import argparse
 from pathlib import Path
 
-from craik_sim import collect
-from craik_sim.episodes import EpisodeDataset, EpisodeFormatError, SCHEMA
 import numpy as np
 import pytest
+
+from craik_sim import collect
+from craik_sim.episodes import SCHEMA, EpisodeDataset, EpisodeFormatError
 
 
 def _args(out: Path, **kw):

@@ -1,11 +1,12 @@
 """Fast environment: rendering agrees with the calibration, steps, goals, bad input."""
 
+import numpy as np
+import pytest
+
 from craik_sim.fast_env import FastEnv, FastEnvConfig
 from craik_sim.motion import ActionError
 from craik_sim.scene import VariationConfig
 from craik_sim.tasks import InvalidSeedError, UnknownTaskError
-import numpy as np
-import pytest
 
 
 @pytest.fixture(scope='module')

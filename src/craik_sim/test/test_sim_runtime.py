@@ -2,13 +2,14 @@
 
 import threading
 
+import numpy as np
+import pytest
+
 from craik_sim.fast_env import FastEnv, FastEnvConfig
 from craik_sim.mismatch import random_sequences, run_fast, run_franky
 from craik_sim.scene import HOME_TCP
 from craik_sim.sim_runtime import SimConfig, SimRuntime
 from craik_sim.tasks import InvalidSeedError, UnknownTaskError
-import numpy as np
-import pytest
 
 franky = pytest.importorskip('franky')
 

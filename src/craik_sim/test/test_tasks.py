@@ -1,17 +1,18 @@
 """Task suite: seeded reproducibility, input validation, goals inside the workspace."""
 
+import numpy as np
+import pytest
+
 from craik_sim.calibration import default_calibration_path, load_calibration
 from craik_sim.scene import SceneConfig, SceneError, VariationConfig
 from craik_sim.tasks import (
-    InvalidSeedError,
     REACH_REGION,
-    sample_episode,
     SUCCESS_THRESHOLD_M,
-    UnknownTaskError,
     WORKSPACE,
+    InvalidSeedError,
+    UnknownTaskError,
+    sample_episode,
 )
-import numpy as np
-import pytest
 
 CAL = load_calibration(default_calibration_path())
 SCENE = SceneConfig()
