@@ -25,7 +25,8 @@ def random_sequences(seed: int, count: int, length: int) -> list[np.ndarray]:
     home = np.array([0.45, 0.0, 0.30])
     out = []
     for _ in range(count):
-        pos, seq = home.copy(), []
+        pos = home.copy()
+        seq: list[list[float]] = []
         while len(seq) < length:
             d = rng.uniform(-0.05, 0.05, size=3)
             nxt, clipped = clip_to_workspace(pos + d)
