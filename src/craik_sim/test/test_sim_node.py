@@ -1,0 +1,128 @@
+"""The `sim` node: RealSense topics, ground truth, reset service; franky moves the gripper."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy')
+franky = pytest.importorskip('franky')
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+
+from craik_interfaces.msg import GroundTruth  # noqa: E402
+from craik_interfaces.srv import ResetEpisode  # noqa: E402
+from craik_sim.sim_node import (  # noqa: E402
+    COLOR_INFO_TOPIC,
+    COLOR_TOPIC,
+    DEPTH_INFO_TOPIC,
+    DEPTH_TOPIC,
+    GROUND_TRUTH_TOPIC,
+    RESET_SERVICE,
+    SimNode,
+)
+
+
+@pytest.fixture(scope='module')
+def graph():
+    rclpy.init()
+    node = SimNode()
+    node.configure()
+    probe = rclpy.create_node('sim_probe')
+    received = {'color': [], 'depth': [], 'info': [], 'depth_info': [], 'gt': []}
+    probe.create_subscription(Image, COLOR_TOPIC, received['color'].append,
+                              qos_profile_sensor_data)
+    probe.create_subscription(Image, DEPTH_TOPIC, received['depth'].append,
+                              qos_profile_sensor_data)
+    probe.create_subscription(CameraInfo, COLOR_INFO_TOPIC, received['info'].append,
+                              qos_profile_sensor_data)
+    probe.create_subscription(CameraInfo, DEPTH_INFO_TOPIC, received['depth_info'].append,
+                              qos_profile_sensor_data)
+    probe.create_subscription(GroundTruth, GROUND_TRUTH_TOPIC, received['gt'].append, 10)
+    client = probe.create_client(ResetEpisode, RESET_SERVICE)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    assert client.wait_for_service(timeout_sec=10.0)
+    yield node, client, received
+    executor.shutdown()
+    node.shutdown()
+    node.destroy_node()
+    probe.destroy_node()
+    rclpy.shutdown()
+
+
+def _wait(predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _call(client, **fields):
+    request = ResetEpisode.Request(**fields)
+    future = client.call_async(request)
+    assert _wait(future.done, 30.0)
+    return future.result()
+
+
+def _image(msg):
+    if msg.encoding == 'rgb8':
+        return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+    return np.frombuffer(bytes(msg.data), np.uint16).reshape(msg.height, msg.width)
+
+
+@pytest.mark.slow
+def test_topics_reset_and_franky_motion(graph):
+    node, client, received = graph
+    assert _wait(lambda: all(len(v) >= 3 for v in received.values()))
+    color, depth = received['color'][-1], received['depth'][-1]
+    info = received['info'][-1]
+    assert color.encoding == 'rgb8' and (color.width, color.height) == (640, 480)
+    assert depth.encoding == '16UC1' and depth.header.frame_id == 'camera_color_optical_frame'
+    assert color.header.frame_id == 'camera_color_optical_frame'
+    assert color.header.stamp == depth.header.stamp
+    assert info.k[0] == pytest.approx(615.0) and info.k[4] == pytest.approx(615.0)
+    assert 300 < np.median(_image(depth)[_image(depth) > 0]) < 3000  # millimetres
+
+    bad = _call(client, task='fly', seed=0)
+    assert not bad.success and 'unknown task' in bad.message
+    bad = _call(client, task='reach', seed=-3)
+    assert not bad.success and 'seed' in bad.message
+
+    first = _call(client, task='push', seed=7)
+    again = _call(client, task='push', seed=7)
+    other = _call(client, task='push', seed=8)
+    assert first.success and again.success and other.success
+    assert first.goal_image.encoding == 'rgb8' and first.goal_depth.encoding == '16UC1'
+    np.testing.assert_array_equal(_image(first.goal_image), _image(again.goal_image))
+    assert first.goal_object_position != other.goal_object_position
+    assert _wait(lambda: received['gt'][-1].task == 'push' and received['gt'][-1].seed == 8)
+
+    # franky drives the simulated FR3 at 127.0.0.1; the gripper moves in the published image.
+    robot = franky.Robot('127.0.0.1', realtime_config=franky.RealtimeConfig.Ignore)
+    robot.relative_dynamics_factor = 0.1
+    time.sleep(0.3)
+    before_gt = received['gt'][-1]
+    before = _image(received['color'][-1]).astype(int)
+    robot.move(franky.CartesianMotion(franky.Affine(np.array([0.0, 0.1, 0.0])),
+                                      franky.ReferenceType.Relative))  # EE +y = base -y
+    time.sleep(0.8)
+    after_gt = received['gt'][-1]
+    after = _image(received['color'][-1]).astype(int)
+    assert after_gt.ee_pose.position.y < before_gt.ee_pose.position.y - 0.08
+    cam = node.runtime.calibration
+    pts = np.array([[p.x, p.y, p.z] for p in (before_gt.ee_pose.position,
+                                               after_gt.ee_pose.position)])
+    (u0, v0), (u1, v1) = cam.project(pts)
+    assert abs(u1 - u0) + abs(v1 - v0) > 30  # the gripper moved across the image
+    for u, v in ((u0, v0), (u1, v1)):
+        patch = np.s_[max(int(v) - 30, 0):int(v) + 30, max(int(u) - 30, 0):int(u) + 30]
+        assert np.abs(after[patch] - before[patch]).mean() > 5
