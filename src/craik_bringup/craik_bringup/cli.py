@@ -27,6 +27,10 @@ COMMANDS: dict[str, Command] = {
     'doctor': Command('check this machine: ROS 2, DDS, torch, MuJoCo, franky, RealSense',
                       'craik_bringup.doctor'),
     'collect': Command('collect world-model training episodes (fast sim)', 'craik_sim.collect'),
+    'train': Command('train the world model (also under torchrun)', 'craik_world_model.train'),
+    'wm-eval': Command('evaluate a world model (held-out)', 'craik_world_model.evaluate'),
+    'wm-export': Command('export a world model to ONNX', 'craik_world_model.export'),
+    'wm-convert': Command('rosbag2 MCAP to episodes', 'craik_world_model.mcap_convert'),
 }
 
 

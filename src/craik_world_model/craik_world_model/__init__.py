@@ -1,0 +1,7 @@
+"""craik world model: an action-conditioned RGB-D world model for planning (ROS-free).
+
+Modules: ``config`` (typed presets), ``observation`` (preprocessing), ``model``, ``data``
+(episode windows), ``episode_io`` (the simulation's episode format), ``mcap_convert`` (robot
+recordings), ``train`` / ``evaluate`` / ``export`` (``craik train``, ``wm-eval``, ``wm-export``),
+``runtime`` (onnxruntime / torch / TensorRT backends), ``checkpoint`` (safetensors + sha256).
+"""

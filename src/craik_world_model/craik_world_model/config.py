@@ -1,0 +1,273 @@
+"""Typed configuration of the world model, its training and its data, with named presets.
+
+Every config is a frozen dataclass that validates itself in ``__post_init__`` and raises
+``ValueError`` naming the offending field. Units are SI (metres); images are square model inputs
+of ``image_size`` pixels.
+
+Presets (``PRESETS``):
+- ``cpu``: the default; 64x64 input, 128-d visual latent, trains in about 30 minutes on 2 cores and
+  rolls out 256 samples x 8 steps in a few milliseconds with onnxruntime.
+- ``gpu``: 128x128 input, 256-d latent, wider convolutions, bigger batches.
+- ``tiny``: 32x32, a few channels; for unit tests only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+import json
+import math
+from typing import Any
+
+# Version of the checkpoint/export format; a file written with another version is refused.
+FORMAT_VERSION = 1
+# Action = [dx, dy, dz, gripper] (ARCHITECTURE: Cartesian displacement in fr3_link0 + gripper).
+ACTION_DIM = 4
+MAX_DISPLACEMENT_M = 0.05
+# Proprioception = [ee_x, ee_y, ee_z (metres, fr3_link0), gripper (0 open ... 1 closed)].
+PROPRIO_DIM = 4
+PROPRIO_NAMES = ('ee_x', 'ee_y', 'ee_z', 'gripper')
+ENERGIES = ('l1', 'l2')
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f'{name} must be a positive integer, got {value!r}')
+
+
+def _channels(name: str, value: tuple[int, ...]) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise ValueError(f'{name} must be a non-empty tuple of channel counts, got {value!r}')
+    for v in value:
+        _positive_int(name, v)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the world model.
+
+    The latent of a frame is ``z = [z_vis (latent_dim) | proprio_norm (proprio_dim)]``: the visual
+    part comes from the RGB-D encoder (layer-normalised), the proprioceptive part is the
+    normalised proprioception itself. The predictor rolls the whole vector forward; the energy
+    compares only the visual part with the goal's, so a goal needs no proprioception.
+    """
+
+    # Model input side: camera frames (whole field of view) are resized to image_size^2.
+    image_size: int = 64
+    action_dim: int = ACTION_DIM
+    proprio_dim: int = PROPRIO_DIM
+    latent_dim: int = 128
+    # One stride-2 stage per entry (image_size must be divisible by 2**stages).
+    rgb_channels: tuple[int, ...] = (16, 32, 64, 128)
+    depth_channels: tuple[int, ...] = (8, 16, 32, 32)
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 16)
+    decoder_depth_channels: tuple[int, ...] = (32, 16, 8, 8)
+    # 256 x 2 keeps the planner's 256-sample x 8-step rollout at a few milliseconds on 2 cores.
+    predictor_hidden: int = 256
+    predictor_layers: int = 2
+    # Depth is normalised as metres / depth_max_m; farther returns are clamped to depth_max_m
+    # (6 m covers the simulated room's walls and a lab's; the D435 itself reaches ~10 m).
+    depth_max_m: float = 6.0
+    # False: the predictor never sees actions (the action-blind control model of wm-eval).
+    action_conditioned: bool = True
+    # Normalisation: proprio_norm = (proprio - offset) / scale; actions / action_scale.
+    # Centre and half-extent of the simulation's TCP workspace ((0.25, 0.75), (-0.35, 0.35),
+    # (0.02, 0.45) m) and of the gripper range.
+    proprio_offset: tuple[float, ...] = (0.5, 0.0, 0.235, 0.5)
+    proprio_scale: tuple[float, ...] = (0.25, 0.35, 0.215, 0.5)
+    action_scale: tuple[float, ...] = (MAX_DISPLACEMENT_M, MAX_DISPLACEMENT_M,
+                                       MAX_DISPLACEMENT_M, 1.0)
+    energy: str = 'l1'
+
+    def __post_init__(self) -> None:
+        _positive_int('image_size', self.image_size)
+        for name in ('action_dim', 'proprio_dim', 'latent_dim', 'predictor_hidden',
+                     'predictor_layers'):
+            _positive_int(name, getattr(self, name))
+        for name in ('rgb_channels', 'depth_channels', 'decoder_channels',
+                     'decoder_depth_channels'):
+            _channels(name, getattr(self, name))
+        stages = len(self.rgb_channels)
+        if len(self.depth_channels) != stages:
+            raise ValueError(f'depth_channels must have one entry per rgb stage ({stages}), got '
+                             f'{len(self.depth_channels)}')
+        if len(self.decoder_channels) != stages or len(self.decoder_depth_channels) != stages:
+            raise ValueError(f'decoder_channels and decoder_depth_channels must have {stages} '
+                             'entries (one per encoder stage)')
+        if self.image_size % (2 ** stages) != 0 or self.image_size // (2 ** stages) < 2:
+            raise ValueError(f'image_size must be divisible by 2**{stages} and leave at least a '
+                             f'2x2 grid, got {self.image_size}')
+        if not (math.isfinite(self.depth_max_m) and 0.1 <= self.depth_max_m <= 20.0):
+            raise ValueError(f'depth_max_m must be in [0.1, 20] m, got {self.depth_max_m}')
+        if len(self.proprio_offset) != self.proprio_dim:
+            raise ValueError(f'proprio_offset must have proprio_dim={self.proprio_dim} entries')
+        if len(self.proprio_scale) != self.proprio_dim or not all(
+                s > 0 for s in self.proprio_scale):
+            raise ValueError(f'proprio_scale must have proprio_dim={self.proprio_dim} positive '
+                             'entries')
+        if len(self.action_scale) != self.action_dim or not all(
+                s > 0 for s in self.action_scale):
+            raise ValueError(f'action_scale must have action_dim={self.action_dim} positive '
+                             'entries')
+        if self.energy not in ENERGIES:
+            raise ValueError(f'energy must be one of {ENERGIES}, got {self.energy!r}')
+
+    @property
+    def full_latent_dim(self) -> int:
+        """D: visual latent plus proprioception."""
+        return self.latent_dim + self.proprio_dim
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the encoder's final feature grid."""
+        return self.image_size // (2 ** len(self.rgb_channels))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: multi-step open-loop rollouts with latent and reconstruction losses."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    # Open-loop rollout length during training; windows hold horizon + 1 frames.
+    horizon: int = 8
+    lr: float = 1e-3
+    min_lr: float = 5e-5
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    # EMA of the encoder that produces latent targets (0: a plain stop-gradient copy).
+    ema_decay: float = 0.99
+    # Loss weights.
+    w_latent: float = 1.0        # open-loop rollout latents vs encoded future frames
+    w_teacher: float = 0.5       # one-step predictions from each encoded frame
+    w_recon: float = 1.0         # decode(encode(x_0)) vs x_0 (keeps the latent informative)
+    w_pred_rgb: float = 1.0      # decoded rollout frames vs ground truth (RGB)
+    w_pred_depth: float = 1.0    # decoded rollout frames vs ground truth (depth)
+    w_depth: float = 1.0         # depth reconstruction weight relative to RGB
+    w_proprio: float = 1.0       # predicted vs measured proprioception
+    w_rgb_only: float = 0.5      # encode(rgb, no depth) vs encode(rgb, depth) (goal images)
+    # How many rollout steps are decoded per window (decoding is most of the cost).
+    decode_steps: int = 2
+    # Probability of hiding the depth of the context frame (the encoder learns an RGB-only path).
+    depth_dropout: float = 0.1
+    log_every: int = 25
+    val_every: int = 250
+    checkpoint_every: int = 250
+    val_windows: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ('steps', 'batch_size', 'horizon', 'log_every', 'val_every',
+                     'checkpoint_every', 'val_windows', 'decode_steps'):
+            _positive_int(name, getattr(self, name))
+        if self.warmup_steps < 0:
+            raise ValueError(f'warmup_steps must be >= 0, got {self.warmup_steps}')
+        if not 0 < self.lr <= 1.0 or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f'lr must be in (0, 1] and min_lr in [0, lr], got lr={self.lr}, '
+                             f'min_lr={self.min_lr}')
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f'ema_decay must be in [0, 1), got {self.ema_decay}')
+        if not 0.0 <= self.depth_dropout < 1.0:
+            raise ValueError(f'depth_dropout must be in [0, 1), got {self.depth_dropout}')
+        for f in fields(self):
+            if f.name.startswith('w_') and not getattr(self, f.name) >= 0.0:
+                raise ValueError(f'{f.name} must be >= 0, got {getattr(self, f.name)}')
+        if self.weight_decay < 0 or self.grad_clip <= 0:
+            raise ValueError('weight_decay must be >= 0 and grad_clip > 0')
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How episodes become training windows."""
+
+    # Every n-th episode (by sorted name) is held out for validation/evaluation.
+    holdout_every: int = 10
+    # Off by default: colour jitter and small shifts would change what a goal image means.
+    augment: bool = False
+    # 'skip': report a corrupt episode chunk with its path and go on; 'fail': stop the run.
+    on_corrupt: str = 'skip'
+
+    def __post_init__(self) -> None:
+        _positive_int('holdout_every', self.holdout_every)
+        if self.holdout_every < 2:
+            raise ValueError(f'holdout_every must be >= 2, got {self.holdout_every}')
+        if self.on_corrupt not in ('skip', 'fail'):
+            raise ValueError(f"on_corrupt must be 'skip' or 'fail', got {self.on_corrupt!r}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model + training + data configuration."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    'cpu': Preset('cpu'),
+    'gpu': Preset(
+        'gpu',
+        model=ModelConfig(image_size=128, latent_dim=256,
+                          rgb_channels=(48, 96, 160, 256, 256),
+                          depth_channels=(24, 48, 64, 96, 96),
+                          decoder_channels=(256, 192, 128, 96, 48),
+                          decoder_depth_channels=(96, 64, 48, 32, 16),
+                          predictor_hidden=1024, predictor_layers=3),
+        train=TrainConfig(steps=40000, batch_size=128, lr=6e-4, decode_steps=4,
+                          val_every=1000, checkpoint_every=1000, val_windows=512,
+                          warmup_steps=1000)),
+    'tiny': Preset(
+        'tiny',
+        model=ModelConfig(image_size=16, latent_dim=16, rgb_channels=(8, 8),
+                          depth_channels=(4, 4), decoder_channels=(8, 8),
+                          decoder_depth_channels=(4, 4), predictor_hidden=32,
+                          predictor_layers=1),
+        train=TrainConfig(steps=4, batch_size=4, horizon=3, warmup_steps=1, log_every=1,
+                          val_every=2, checkpoint_every=2, val_windows=4, decode_steps=1)),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; the error lists the known names."""
+    if name not in PRESETS:
+        raise ValueError(f'unknown preset {name!r} (choose from {", ".join(PRESETS)})')
+    return PRESETS[name]
+
+
+def to_json(config: ModelConfig | TrainConfig | DataConfig) -> str:
+    """Serialise a config (stable key order) for checkpoint metadata."""
+    return json.dumps(asdict(config), sort_keys=True)
+
+
+def _from_dict(cls: type[Any], data: dict[str, Any], what: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f'{what}: unknown field(s) {unknown} (written by a newer version?)')
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        # JSON has no tuples; every sequence field of these configs is a tuple.
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def model_config_from_json(text: str) -> ModelConfig:
+    """Inverse of ``to_json`` for ``ModelConfig``; unknown fields are an error."""
+    return _from_dict(ModelConfig, json.loads(text), 'model config')
+
+
+def train_config_from_json(text: str) -> TrainConfig:
+    """Inverse of ``to_json`` for ``TrainConfig``."""
+    return _from_dict(TrainConfig, json.loads(text), 'train config')
+
+
+def data_config_from_json(text: str) -> DataConfig:
+    """Inverse of ``to_json`` for ``DataConfig``."""
+    return _from_dict(DataConfig, json.loads(text), 'data config')
+
+
+def override(config: Any, **changes: Any) -> Any:
+    """A copy of a frozen config with fields changed (validated again); None values are kept."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})

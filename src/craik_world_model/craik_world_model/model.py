@@ -1,0 +1,261 @@
+"""The action-conditioned RGB-D world model.
+
+Three parts (sizes for the ``cpu`` preset, S=64, D_v=128, P=4, A=4):
+
+- :class:`RGBDEncoder`: RGB ``[B, 3, S, S]`` + depth ``[B, 1, S, S]`` (metres, 0 = no return) +
+  proprioception ``[B, P]`` -> latent ``z = [z_vis | p_norm]`` ``[B, D]`` (D = D_v + P). Two
+  convolutional streams: depth (value + validity mask) and RGB; at every stage the depth
+  stream's features are concatenated into the RGB stream (RoboScape: depth informs RGB). The
+  visual latent is layer-normalised, so its scale cannot collapse and L1 distances between
+  latents are comparable across frames. An all-invalid depth frame is the RGB-only path
+  (trained by depth dropout), used for goals given as an RGB image.
+- :class:`Predictor`: ``z_{t+1} = z_t + MLP([z_t, a_t / action_scale])``; a compact vector
+  step, so the planner's 256 x 8 rollout costs a few matrix products.
+- :class:`RGBDDecoder`: ``z`` -> RGB ``[B, 3, S, S]`` + depth ``[B, 1, S, S]`` (metres); a depth
+  stream whose features feed the RGB stream at every scale, like the encoder.
+
+The energy of an imagined outcome is the mean absolute difference between the visual parts of the
+predicted final latent and the encoded goal (V-JEPA 2-AC / DINO-WM): no decoding in the loop.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F  # noqa: N812
+
+from craik_world_model.config import ModelConfig
+
+
+class ConvStage(nn.Module):
+    """Stride-2 conv + stride-1 conv, SiLU: ``[B, Cin, H, W] -> [B, Cout, H/2, W/2]``."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        self.conv = nn.Conv2d(c_out, c_out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.silu(self.down(x))
+        return F.silu(x + self.conv(x))
+
+
+class UpStage(nn.Module):
+    """Nearest 2x upsampling + conv, SiLU: ``[B, Cin, H, W] -> [B, Cout, 2H, 2W]``."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest')))
+
+
+def _coords(size: int) -> torch.Tensor:
+    """[1, 2, S, S] pixel coordinates in [-1, 1] (where things are matters for a fixed camera)."""
+    lin = torch.linspace(-1.0, 1.0, size)
+    yy, xx = torch.meshgrid(lin, lin, indexing='ij')
+    return torch.stack([xx, yy])[None]
+
+
+class RGBDEncoder(nn.Module):
+    """RGB-D (+ proprioception) -> latent ``[B, D]``."""
+
+    coords: torch.Tensor
+    proprio_offset: torch.Tensor
+    proprio_scale: torch.Tensor
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer('coords', _coords(config.image_size), persistent=False)
+        self.register_buffer('proprio_offset', torch.tensor(config.proprio_offset),
+                             persistent=False)
+        self.register_buffer('proprio_scale', torch.tensor(config.proprio_scale),
+                             persistent=False)
+        depth_in, rgb_in = 2, 3 + 2
+        self.depth_stages = nn.ModuleList()
+        self.rgb_stages = nn.ModuleList()
+        for c_rgb, c_depth in zip(config.rgb_channels, config.depth_channels, strict=True):
+            self.depth_stages.append(ConvStage(depth_in, c_depth))
+            # Depth features of the same resolution join the RGB stream.
+            self.rgb_stages.append(ConvStage(rgb_in + depth_in, c_rgb))
+            depth_in, rgb_in = c_depth, c_rgb
+        grid = config.grid_size
+        self.project = nn.Linear((rgb_in + depth_in) * grid * grid, config.latent_dim)
+        self.norm = nn.LayerNorm(config.latent_dim, elementwise_affine=False)
+
+    def depth_input(self, depth: torch.Tensor) -> torch.Tensor:
+        """Depth ``[B, 1, S, S]`` metres -> ``[B, 2, S, S]`` (normalised value, valid mask)."""
+        valid = (depth > 0).to(depth.dtype)
+        value = (depth / self.config.depth_max_m).clamp(0.0, 1.0) * valid
+        return torch.cat([value, valid], dim=1)
+
+    def normalise_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
+        """Proprioception ``[..., P]`` (SI units) -> the latent's proprioceptive part."""
+        return (proprio - self.proprio_offset) / self.proprio_scale
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor,
+                proprio: torch.Tensor) -> torch.Tensor:
+        # rgb [B, 3, S, S] in [0, 1]; depth [B, 1, S, S] metres; proprio [B, P] -> z [B, D]
+        d = self.depth_input(depth)
+        r = torch.cat([rgb * 2.0 - 1.0, self.coords.expand(rgb.shape[0], -1, -1, -1)], dim=1)
+        for depth_stage, rgb_stage in zip(self.depth_stages, self.rgb_stages, strict=True):
+            r = rgb_stage(torch.cat([r, d], dim=1))
+            d = depth_stage(d)
+        z_vis = self.norm(self.project(torch.cat([r, d], dim=1).flatten(1)))  # [B, D_v]
+        return torch.cat([z_vis, self.normalise_proprio(proprio)], dim=1)
+
+
+class Predictor(nn.Module):
+    """One latent step: ``z [N, D], a [N, A] -> z' [N, D]`` (residual MLP)."""
+
+    action_scale: torch.Tensor
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer('action_scale', torch.tensor(config.action_scale),
+                             persistent=False)
+        d = config.full_latent_dim
+        a = config.action_dim if config.action_conditioned else 0
+        layers: list[nn.Module] = [nn.Linear(d + a, config.predictor_hidden), nn.SiLU()]
+        for _ in range(config.predictor_layers - 1):
+            layers += [nn.Linear(config.predictor_hidden, config.predictor_hidden), nn.SiLU()]
+        layers.append(nn.Linear(config.predictor_hidden, d))
+        self.mlp = nn.Sequential(*layers)
+        # Start as the identity dynamics: the first steps learn the change, not the state.
+        last = self.mlp[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        if self.config.action_conditioned:
+            x = torch.cat([z, action / self.action_scale], dim=-1)
+        else:
+            x = z
+        return z + self.mlp(x)
+
+
+class RGBDDecoder(nn.Module):
+    """Latent ``[B, D]`` -> RGB ``[B, 3, S, S]`` in [0, 1] and depth ``[B, 1, S, S]`` metres."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        grid = config.grid_size
+        c_rgb, c_depth = config.decoder_channels[0], config.decoder_depth_channels[0]
+        self.c0 = (c_rgb, c_depth)
+        self.project = nn.Linear(config.full_latent_dim, (c_rgb + c_depth) * grid * grid)
+        self.depth_stages = nn.ModuleList()
+        self.rgb_stages = nn.ModuleList()
+        outs = list(zip(config.decoder_channels[1:], config.decoder_depth_channels[1:],
+                        strict=True))
+        outs.append((config.decoder_channels[-1], config.decoder_depth_channels[-1]))
+        for out_rgb, out_depth in outs:
+            self.depth_stages.append(UpStage(c_depth, out_depth))
+            self.rgb_stages.append(UpStage(c_rgb + c_depth, out_rgb))
+            c_rgb, c_depth = out_rgb, out_depth
+        self.depth_head = nn.Conv2d(c_depth, 1, 3, padding=1)
+        self.rgb_head = nn.Conv2d(c_rgb + c_depth, 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = self.config.grid_size
+        h = F.silu(self.project(z)).view(z.shape[0], -1, grid, grid)
+        r, d = torch.split(h, list(self.c0), dim=1)
+        for depth_stage, rgb_stage in zip(self.depth_stages, self.rgb_stages, strict=True):
+            r = rgb_stage(torch.cat([r, d], dim=1))
+            d = depth_stage(d)
+        rgb = torch.sigmoid(self.rgb_head(torch.cat([r, d], dim=1)))          # [B, 3, S, S]
+        depth = torch.sigmoid(self.depth_head(d)) * self.config.depth_max_m   # [B, 1, S, S]
+        return rgb, depth
+
+
+class WorldModel(nn.Module):
+    """Encoder + predictor + decoder, and the batched rollout and energy the planner uses."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = RGBDEncoder(config)
+        self.predictor = Predictor(config)
+        self.decoder = RGBDDecoder(config)
+
+    def encode(self, rgb: torch.Tensor, depth: torch.Tensor,
+               proprio: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, S, S], [B, 1, S, S], [B, P] -> [B, D]``."""
+        return self.encoder(rgb, depth, proprio)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, D] -> ([B, 3, S, S], [B, 1, S, S])``."""
+        return self.decoder(z)
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Open-loop rollout: ``z0 [N, D], actions [N, H, A] -> latents [N, H, D]``."""
+        z = z0
+        out = []
+        for t in range(actions.shape[1]):
+            z = self.predictor(z, actions[:, t])
+            out.append(z)
+        return torch.stack(out, dim=1)
+
+    def energy(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Distance of predicted latents ``[N, D]`` to goal latents ``[N or 1, D]`` -> ``[N]``.
+
+        Only the visual part counts: a goal image says nothing about proprioception.
+        """
+        diff = z[..., :self.config.latent_dim] - goal[..., :self.config.latent_dim]
+        if self.config.energy == 'l2':
+            return (diff * diff).mean(dim=-1)
+        return diff.abs().mean(dim=-1)
+
+    def rollout_energy(self, z0: torch.Tensor, goal: torch.Tensor,
+                       actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z0 [1, D], goal [1, D], actions [N, H, A] -> (energies [N], finals [N, D])``."""
+        n = actions.shape[0]
+        z = z0.expand(n, -1)
+        for t in range(actions.shape[1]):
+            z = self.predictor(z, actions[:, t])
+        return self.energy(z, goal), z
+
+
+class RolloutEnergyGraph(nn.Module):
+    """The exported planning graph: H-step rollout of N action sequences + energy."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z0: torch.Tensor, goal: torch.Tensor,
+                actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # z0 [1, D], goal [1, D], actions [N, H, A] -> energies [N], final latents [N, D]
+        return self.model.rollout_energy(z0, goal, actions)
+
+
+class EncoderGraph(nn.Module):
+    """The exported encoder: ``[B, 3, S, S], [B, 1, S, S], [B, P] -> [B, D]``."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor,
+                proprio: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(rgb, depth, proprio)
+
+
+class DecoderGraph(nn.Module):
+    """The exported decoder: ``[B, D] -> ([B, 3, S, S], [B, 1, S, S])``."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode(z)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())

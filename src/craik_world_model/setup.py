@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+package_name = 'craik_world_model'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='craik maintainers',
+    maintainer_email='maintainers@craik-robotics.org',
+    description='Action-conditioned RGB-D world model: training, evaluation, export, runtimes.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [],
+    },
+)
