@@ -61,6 +61,9 @@ def test_status_constants_are_distinct():
     assert {'STATUS_REACHED', 'STATUS_MAX_STEPS', 'STATUS_TIMEOUT', 'STATUS_CANCELED',
             'STATUS_REJECTED_INPUT', 'STATUS_ROBOT_FAULT'} <= set(names)
     assert len({getattr(ReachGoal.Result, n) for n in names}) == len(names)
+    # A result left at its default value (a server that died mid-goal) never reads as success.
+    assert ReachGoal.Result().status == ReachGoal.Result.STATUS_UNKNOWN != \
+        ReachGoal.Result.STATUS_REACHED
 
 
 def test_client_gets_feedback_and_result_across_processes(echo_server, ros_node):

@@ -16,5 +16,7 @@ setup(
     maintainer_email='maintainers@craik-robotics.org',
     description='MPC over a world model rollout energy (CEM / MPPI) and the mpc_planner node.',
     license='Apache-2.0',
-    entry_points={'console_scripts': []},
+    entry_points={
+        'console_scripts': ['mpc_planner = craik_planner.mpc_planner_node:main'],
+    },
 )

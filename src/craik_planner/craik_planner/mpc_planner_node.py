@@ -1,0 +1,503 @@
+"""`mpc_planner` node: the /planner/reach_goal action server (thin rclpy layer).
+
+Each step: take the latest synchronised colour + depth + robot state (stale ones are refused),
+encode, plan within the budget (craik_planner.mpc), stream the first action to
+franka_controller as an absolute /franka/target, publish feedback, the imagined final frame and
+the planned end-effector path. Steps are paced at `step_period` and the next plan starts
+`planning_budget` before the current motion ends, so the arm keeps moving between steps.
+
+One thread owns the world model (a single-worker executor); ROS callbacks only copy messages.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any
+
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, PoseStamped
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from visualization_msgs.msg import Marker, MarkerArray
+
+from craik_interfaces.action import ReachGoal
+from craik_interfaces.msg import CartesianTarget, ControllerStatus, GroundTruth
+from craik_perception.image_conversion import ImageDecodeError, decode_image
+from craik_planner.backends import OracleBackend, WorldModelBackend
+from craik_planner.mpc import MpcConfig, MpcEpisode, Observation, planned_ee_path
+from craik_planner.planning import PlannerConfig
+
+COLOR_TOPIC = '/camera/camera/color/image_raw'
+DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
+GRIPPER_MAX_WIDTH_M = 0.08
+Result = ReachGoal.Result
+
+# name -> (default, description, range or None). The YAML block is config/mpc_planner.yaml.
+PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
+    'backend': ('world_model', "'world_model' (learned, the default) or 'oracle' (simulator "
+                'ground truth; evaluation only)', None),
+    'model_dir': ('models/craik_wm_cpu', 'exported world model directory (ONNX + manifest)',
+                  None),
+    'runtime': ('onnxruntime', "world-model runtime: 'onnxruntime', 'torch' or 'tensorrt'",
+                None),
+    'runtime_threads': (0, 'CPU threads of the runtime (0 = library default)', (0, 64)),
+    'oracle_task': ('reach', "oracle only: 'reach' or 'push'", None),
+    'method': ('cem', "planner: 'cem', 'mppi' or 'random' (random shooting baseline)", None),
+    'num_samples': (256, 'action sequences scored per planner iteration', (2, 65536)),
+    'horizon': (8, 'planned actions per sequence', (1, 64)),
+    'max_iterations': (4, 'planner iterations per step (anytime: fewer if the budget ends)',
+                       (1, 100)),
+    'num_elites': (32, 'CEM elites', (1, 65535)),
+    'planning_budget': (0.2, 'planning time per step, s', (0.01, 10.0)),
+    'step_period': (0.5, 'time between executed actions, s (craik_sim STEP_DURATION_S)',
+                    (0.05, 10.0)),
+    'energy_tolerance': (0.1, 'world model: goal reached when the energy of the current '
+                         'observation is at most this (0 in a goal uses it)', (1e-6, 1e3)),
+    'oracle_energy_tolerance': (0.01, 'oracle: reached distance, m', (1e-4, 1.0)),
+    'max_steps': (40, 'default step limit of a goal (0 in a goal uses it)', (1, 10000)),
+    'goal_timeout': (120.0, 'default wall-clock limit of a goal, s', (1.0, 3600.0)),
+    'max_observation_age': (0.5, 'observations older than this are refused, s', (0.01, 10.0)),
+    'observation_wait': (2.0, 'how long to wait for a fresh observation before failing the '
+                         'goal, s', (0.1, 60.0)),
+    'dynamics_factor': (0.0, 'dynamics factor sent with each target (0 = controller default)',
+                        (0.0, 1.0)),
+    'seed': (0, 'planner random seed (each goal re-seeds with it)', (0, 2**31 - 1)),
+}
+
+
+def _descriptor(description: str, bounds: tuple[float, float] | None,
+                default: Any) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description)
+    if bounds is not None and isinstance(default, float):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(bounds[0]), to_value=float(bounds[1]), step=0.0)]
+    elif bounds is not None and isinstance(default, int):
+        descriptor.integer_range = [IntegerRange(
+            from_value=int(bounds[0]), to_value=int(bounds[1]), step=1)]
+    return descriptor
+
+
+class GoalRejectedError(ValueError):
+    """A goal that cannot be executed as given; the message is the reason sent back."""
+
+
+@dataclass
+class _Latest:
+    """Most recent sensor messages, copied out of the callbacks under a lock."""
+
+    color: Image | None = None
+    depth: Image | None = None
+    ee: PoseStamped | None = None
+    joints: JointState | None = None
+    status: ControllerStatus | None = None
+    ground_truth: GroundTruth | None = None
+
+
+def _stamp_s(msg: Any) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+def decode_goal(goal: ReachGoal.Goal) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate and decode the goal image (rgb8/bgr8) and optional depth (16UC1 mm / 32FC1 m)."""
+    img = goal.goal_image
+    try:
+        rgb = decode_image(img.encoding, img.width, img.height, img.step, img.data,
+                           is_bigendian=img.is_bigendian, expected_encodings=('rgb8', 'bgr8'),
+                           copy=True)
+    except ImageDecodeError as exc:
+        raise GoalRejectedError(f'goal_image: {exc}') from None
+    if img.encoding == 'bgr8':
+        rgb = np.ascontiguousarray(rgb[..., ::-1])
+    depth_msg = goal.goal_depth
+    if depth_msg.width == 0 and depth_msg.height == 0 and not depth_msg.data:
+        return rgb, None
+    try:
+        depth = decode_image(depth_msg.encoding, depth_msg.width, depth_msg.height,
+                             depth_msg.step, depth_msg.data, is_bigendian=depth_msg.is_bigendian,
+                             expected_encodings=('16UC1', '32FC1'))
+    except ImageDecodeError as exc:
+        raise GoalRejectedError(f'goal_depth: {exc}') from None
+    if depth.shape != rgb.shape[:2]:
+        raise GoalRejectedError(
+            f'goal_depth is {depth.shape[1]}x{depth.shape[0]} but goal_image is '
+            f'{rgb.shape[1]}x{rgb.shape[0]}: depth must be aligned to colour')
+    if depth_msg.encoding == '16UC1':
+        depth_m = depth.astype(np.float32) * 1e-3
+    else:
+        if not np.isfinite(depth).all():
+            raise GoalRejectedError('goal_depth (32FC1) contains NaN or infinite values; use 0 '
+                                    'for pixels without a depth return')
+        depth_m = depth.astype(np.float32)
+    return rgb, depth_m
+
+
+class MpcPlannerNode(Node):
+    """ReachGoal action server: closed-loop goal-image MPC on the world model."""
+
+    def __init__(self) -> None:
+        super().__init__('mpc_planner')
+        for name, (default, description, bounds) in PARAMETERS.items():
+            self.declare_parameter(name, default, _descriptor(description, bounds, default))
+        self._latest = _Latest()
+        self._lock = threading.Lock()
+        self._backend: WorldModelBackend | OracleBackend | None = None
+        # One thread owns the model: every encode / plan / decode runs on it.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix='world_model')
+        self._active: ServerGoalHandle | None = None
+        self._preempted: set[int] = set()
+        self._goal_lock = threading.Lock()
+        self._sensors = MutuallyExclusiveCallbackGroup()
+        self._actions = ReentrantCallbackGroup()
+
+    # --- configure / shutdown ----------------------------------------------------------------
+
+    def p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def configure(self) -> None:
+        """Load the backend (model files, runtime sessions) and create the ROS interfaces."""
+        backend = self.p('backend')
+        if backend == 'world_model':
+            self._backend = self._model_thread.submit(
+                WorldModelBackend.load, self.p('model_dir'), self.p('runtime'),
+                self.p('runtime_threads')).result()
+        elif backend == 'oracle':
+            if self.p('oracle_task') not in ('reach', 'push'):
+                raise ValueError(f"oracle_task must be 'reach' or 'push', "
+                                 f"not {self.p('oracle_task')!r}")
+            self._backend = OracleBackend(self.p('oracle_task'), self._ground_truth_state)
+            self.create_subscription(GroundTruth, '/sim/ground_truth', self._on_ground_truth,
+                                     10, callback_group=self._sensors)
+        else:
+            raise ValueError(f"backend must be 'world_model' or 'oracle', not {backend!r}")
+        PlannerConfig(**self._planner_kwargs())   # fail at start-up on a bad combination
+        sensor_qos = qos_profile_sensor_data
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Image, COLOR_TOPIC, self._on_color, sensor_qos,
+                                 callback_group=self._sensors)
+        self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, sensor_qos,
+                                 callback_group=self._sensors)
+        self.create_subscription(PoseStamped, '/franka/ee_pose', self._on_ee, reliable,
+                                 callback_group=self._sensors)
+        self.create_subscription(JointState, '/joint_states', self._on_joints, reliable,
+                                 callback_group=self._sensors)
+        self.create_subscription(ControllerStatus, '/franka/status', self._on_status, reliable,
+                                 callback_group=self._sensors)
+        self._target_pub = self.create_publisher(CartesianTarget, '/franka/target', reliable)
+        self._imagined_pub = self.create_publisher(Image, '/planner/imagined_goal', reliable)
+        self._markers_pub = self.create_publisher(MarkerArray, '/planner/plan_markers', reliable)
+        self._server = ActionServer(
+            self, ReachGoal, '/planner/reach_goal', execute_callback=self._execute,
+            goal_callback=lambda _: GoalResponse.ACCEPT,
+            handle_accepted_callback=self._on_accepted,
+            cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=self._actions)
+        self.get_logger().info(f'mpc_planner ready: backend {backend}, method '
+                               f"{self.p('method')}, {self.p('num_samples')} samples x horizon "
+                               f"{self.p('horizon')}, budget {self.p('planning_budget')} s")
+
+    def shutdown(self) -> None:
+        self._model_thread.shutdown(wait=True, cancel_futures=True)
+        self._backend = None
+
+    def _planner_kwargs(self) -> dict[str, Any]:
+        return {'method': self.p('method'), 'num_samples': self.p('num_samples'),
+                    'horizon': self.p('horizon'), 'max_iterations': self.p('max_iterations'),
+                    'num_elites': self.p('num_elites')}
+
+    # --- sensor callbacks (copy only) ----------------------------------------------------------
+
+    def _on_color(self, msg: Image) -> None:
+        with self._lock:
+            self._latest.color = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._lock:
+            self._latest.depth = msg
+
+    def _on_ee(self, msg: PoseStamped) -> None:
+        with self._lock:
+            self._latest.ee = msg
+
+    def _on_joints(self, msg: JointState) -> None:
+        with self._lock:
+            self._latest.joints = msg
+
+    def _on_status(self, msg: ControllerStatus) -> None:
+        with self._lock:
+            self._latest.status = msg
+
+    def _on_ground_truth(self, msg: GroundTruth) -> None:
+        with self._lock:
+            self._latest.ground_truth = msg
+
+    def _ground_truth_state(self) -> dict[str, np.ndarray]:
+        deadline = time.monotonic() + self.p('observation_wait')
+        while True:
+            with self._lock:
+                gt = self._latest.ground_truth
+            if gt is not None:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError('no /sim/ground_truth received within observation_wait (the '
+                                   'oracle backend needs the sim node)')
+            time.sleep(0.01)
+        p = gt.ee_pose.position
+        cube = np.zeros(3)
+        if gt.goal_object in gt.object_names:
+            q = gt.object_poses[list(gt.object_names).index(gt.goal_object)].position
+            cube = np.array([q.x, q.y, q.z])
+        g = gt.goal_position
+        return {'ee': np.array([p.x, p.y, p.z]), 'cube': cube, 'goal': np.array([g.x, g.y, g.z])}
+
+    # --- observation ---------------------------------------------------------------------------
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _observation(self) -> Observation | str:
+        """The latest synchronised observation, or the reason there is none."""
+        with self._lock:
+            color, depth, ee, joints = (self._latest.color, self._latest.depth, self._latest.ee,
+                                        self._latest.joints)
+        if color is None or ee is None:
+            return 'no camera frame or end-effector pose received yet'
+        now = self._now_s()
+        max_age = self.p('max_observation_age')
+        for what, msg in (('colour frame', color), ('end-effector pose', ee)):
+            age = now - _stamp_s(msg)
+            if age > max_age:
+                return f'the latest {what} is {age:.2f} s old (max_observation_age {max_age} s)'
+        rgb = decode_image(color.encoding, color.width, color.height, color.step, color.data,
+                           expected_encodings=('rgb8', 'bgr8'), copy=True)
+        if color.encoding == 'bgr8':
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        depth_m = None
+        if depth is not None and abs(_stamp_s(depth) - _stamp_s(color)) <= 0.5 / 15.0:
+            raw = decode_image(depth.encoding, depth.width, depth.height, depth.step,
+                               depth.data, expected_encodings=('16UC1',))
+            depth_m = raw.astype(np.float32) * 1e-3
+        gripper = 0.0
+        if joints is not None:
+            widths = [pos for name, pos in zip(joints.name, joints.position, strict=False)
+                      if 'finger' in name]
+            if widths:
+                gripper = float(np.clip(1.0 - sum(widths) / GRIPPER_MAX_WIDTH_M, 0.0, 1.0))
+        p = ee.pose.position
+        return Observation(rgb=rgb, depth_m=depth_m, ee_position=np.array([p.x, p.y, p.z]),
+                           gripper=gripper, stamp_s=_stamp_s(color))
+
+    def _fresh_observation(self, not_before: float, deadline: float) -> Observation | str:
+        reason = 'no observation'
+        while time.monotonic() < deadline:
+            obs = self._observation()
+            if isinstance(obs, Observation) and obs.stamp_s >= not_before:
+                return obs
+            reason = obs if isinstance(obs, str) else 'waiting for a frame newer than the step'
+            time.sleep(0.01)
+        return reason
+
+    def _robot_fault(self) -> str | None:
+        with self._lock:
+            status = self._latest.status
+        if status is None:
+            return None
+        if status.state in (ControllerStatus.STATE_DISCONNECTED, ControllerStatus.STATE_FAULTED):
+            return f'franka_controller is not ready: {status.fault_reason or status.last_error}'
+        return None
+
+    # --- goals -----------------------------------------------------------------------------------
+
+    def _on_accepted(self, goal_handle: ServerGoalHandle) -> None:
+        # One goal at a time: a newer goal preempts the running one, which ends PREEMPTED.
+        with self._goal_lock:
+            if self._active is not None and self._active.is_active:
+                self._preempted.add(id(self._active))
+            self._active = goal_handle
+        goal_handle.execute()
+
+    def _hold(self) -> None:
+        """Stop streaming and pin the target to where the arm is (the controller holds)."""
+        obs = self._observation()
+        if isinstance(obs, Observation):
+            self._send_target(obs.ee_position, None)
+
+    def _send_target(self, position: np.ndarray, gripper: float | None) -> None:
+        msg = CartesianTarget()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = 'fr3_link0'
+        msg.position = Point(x=float(position[0]), y=float(position[1]), z=float(position[2]))
+        msg.move_gripper = gripper is not None
+        msg.gripper = float(gripper) if gripper is not None else 0.0
+        msg.dynamics_factor = float(self.p('dynamics_factor'))
+        self._target_pub.publish(msg)
+
+    def _finish(self, goal_handle: ServerGoalHandle, status: int, message: str, steps: int,
+                energy: float) -> ReachGoal.Result:
+        result = Result(status=status, message=message, steps=steps,
+                        final_energy=float(energy) if np.isfinite(energy) else float('nan'))
+        if status == Result.STATUS_REACHED:
+            goal_handle.succeed()
+        elif status == Result.STATUS_CANCELED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        level = self.get_logger().info if status == Result.STATUS_REACHED else \
+            self.get_logger().warning
+        level(f'goal ended: status {status}, {steps} steps: {message}')
+        return result
+
+    def _execute(self, goal_handle: ServerGoalHandle) -> ReachGoal.Result:
+        goal: ReachGoal.Goal = goal_handle.request
+        try:
+            return self._run_goal(goal_handle, goal)
+        except GoalRejectedError as exc:
+            return self._finish(goal_handle, Result.STATUS_REJECTED_INPUT, str(exc), 0, np.nan)
+        except Exception as exc:  # noqa: BLE001 (the client must get a result, and the arm hold)
+            self.get_logger().error(f'planner failed: {type(exc).__name__}: {exc}')
+            self._hold()
+            return self._finish(goal_handle, Result.STATUS_PLANNER_ERROR,
+                                f'{type(exc).__name__}: {exc}', 0, np.nan)
+        finally:
+            self._preempted.discard(id(goal_handle))
+
+    def _limits(self, goal: ReachGoal.Goal) -> tuple[float, int, float]:
+        for name in ('energy_tolerance',):
+            value = getattr(goal, name)
+            if not np.isfinite(value) or value < 0.0:
+                raise GoalRejectedError(f'{name} must be a finite value >= 0, got {value}')
+        timeout = goal.timeout.sec + 1e-9 * goal.timeout.nanosec
+        if timeout < 0.0:
+            raise GoalRejectedError(f'timeout must be >= 0, got {timeout} s')
+        default_tol = (self.p('oracle_energy_tolerance') if self.p('backend') == 'oracle'
+                       else self.p('energy_tolerance'))
+        return (goal.energy_tolerance or default_tol, goal.max_steps or self.p('max_steps'),
+                timeout or self.p('goal_timeout'))
+
+    def _run_goal(self, goal_handle: ServerGoalHandle, goal: ReachGoal.Goal) -> ReachGoal.Result:
+        assert self._backend is not None
+        backend = self._backend
+        tolerance, max_steps, timeout = self._limits(goal)
+        rgb, depth = decode_goal(goal)
+        goal_latent = self._model_thread.submit(backend.encode_goal, rgb, depth).result()
+        planner = PlannerConfig(**self._planner_kwargs())
+        episode = MpcEpisode(backend, goal_latent, MpcConfig(
+            planner=planner, energy_tolerance=tolerance, max_steps=max_steps,
+            timeout_s=timeout, seed=self.p('seed')))
+        start = time.monotonic()
+        period, budget = self.p('step_period'), self.p('planning_budget')
+        energy = float('nan')
+        gripper_closed: bool | None = None
+        next_step = start
+        not_before = self._now_s() - self.p('max_observation_age')
+        for step in range(max_steps + 1):
+            # Sleep until the planning slot of this step: the current motion is still running.
+            while time.monotonic() < next_step - budget:
+                if goal_handle.is_cancel_requested or id(goal_handle) in self._preempted:
+                    break
+                time.sleep(0.005)
+            if goal_handle.is_cancel_requested:
+                self._hold()
+                return self._finish(goal_handle, Result.STATUS_CANCELED,
+                                    'canceled; the arm holds its position', step, energy)
+            if id(goal_handle) in self._preempted:
+                return self._finish(goal_handle, Result.STATUS_PREEMPTED,
+                                    'preempted by a newer goal', step, energy)
+            if time.monotonic() - start > timeout:
+                self._hold()
+                return self._finish(goal_handle, Result.STATUS_TIMEOUT,
+                                    f'timeout after {timeout:.1f} s', step, energy)
+            fault = self._robot_fault()
+            if fault is not None:
+                return self._finish(goal_handle, Result.STATUS_ROBOT_FAULT, fault, step, energy)
+            obs = self._fresh_observation(not_before,
+                                          time.monotonic() + self.p('observation_wait'))
+            if isinstance(obs, str):
+                self._hold()
+                return self._finish(goal_handle, Result.STATUS_ROBOT_FAULT,
+                                    f'no fresh observation: {obs}', step, energy)
+            deadline = max(next_step, time.monotonic() + 0.5 * budget)
+            outcome = self._model_thread.submit(self._plan_step, episode, obs, deadline,
+                                                tolerance).result()
+            energy = outcome.current_energy
+            if outcome.reached:
+                self._hold()
+                return self._finish(goal_handle, Result.STATUS_REACHED,
+                                    f'energy {energy:.4f} <= tolerance {tolerance:.4f}', step,
+                                    energy)
+            if step == max_steps:
+                self._hold()
+                return self._finish(goal_handle, Result.STATUS_MAX_STEPS,
+                                    f'{max_steps} steps without reaching the goal (energy '
+                                    f'{energy:.4f}, tolerance {tolerance:.4f})', step, energy)
+            action = outcome.action
+            closed = bool(action[3] >= 0.5)
+            self._send_target(obs.ee_position + action[:3],
+                              (1.0 if closed else 0.0) if closed != gripper_closed else None)
+            gripper_closed = closed
+            not_before = self._now_s()
+            next_step = max(next_step + period, time.monotonic())
+            feedback = ReachGoal.Feedback(step=step + 1, best_energy=float(outcome.plan.energy),
+                                          planning_time=float(outcome.planning_time_s))
+            feedback.commanded_action = [float(a) for a in action]
+            goal_handle.publish_feedback(feedback)
+            self._publish_plan(obs, outcome)
+        raise AssertionError('unreachable')
+
+    def _plan_step(self, episode: MpcEpisode, obs: Observation, deadline: float,
+                   tolerance: float) -> Any:
+        z0 = episode.backend.encode_observation(obs)
+        outcome = episode.step(z0, deadline=deadline, energy_tolerance=tolerance)
+        if outcome.plan is not None and self._imagined_pub.get_subscription_count() > 0:
+            imagined = episode.backend.imagine(z0, episode.goal, outcome.plan.actions)
+            if imagined is not None:
+                img = Image(height=imagined.shape[0], width=imagined.shape[1], encoding='rgb8',
+                            step=3 * imagined.shape[1])
+                img.header.stamp = self.get_clock().now().to_msg()
+                img.header.frame_id = 'camera_color_optical_frame'
+                img.data = np.ascontiguousarray(imagined).tobytes()
+                self._imagined_pub.publish(img)
+        return outcome
+
+    def _publish_plan(self, obs: Observation, outcome: Any) -> None:
+        path = planned_ee_path(obs.ee_position, outcome.plan.actions)
+        marker = Marker(ns='planned_ee_path', id=0, type=Marker.LINE_STRIP,
+                        action=Marker.ADD)
+        marker.header.frame_id = 'fr3_link0'
+        marker.header.stamp = self.get_clock().now().to_msg()
+        marker.scale.x = 0.005
+        marker.color.r, marker.color.g, marker.color.b, marker.color.a = 0.1, 0.8, 0.2, 1.0
+        marker.pose.orientation.w = 1.0
+        marker.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in path]
+        marker.lifetime = Duration(sec=2)
+        self._markers_pub.publish(MarkerArray(markers=[marker]))
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = MpcPlannerNode()
+    try:
+        node.configure()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
