@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+import sys
 import threading
 import time
 import traceback
@@ -132,8 +133,10 @@ class CaptureThread:
         self.state, self.message = state, message
         try:
             self._on_event(CaptureEvent(state, message, level, info))
-        except Exception:  # noqa: BLE001 (a broken listener must not stop the camera)
+        except Exception as err:  # noqa: BLE001 (a broken listener must not stop the camera)
             self.callback_errors += 1
+            print(f'realsense capture: event listener failed on {state.value!r}: {err!r}',
+                  file=sys.stderr)
 
     def _run(self) -> None:
         try:

@@ -117,6 +117,18 @@ class FrameBundle:
     depth_stamp_ns: int = 0
     keepalive: Any = None
 
+    def detach(self) -> FrameBundle:
+        """Copy the images out of librealsense's memory and release its frames.
+
+        librealsense recycles a small pool of frames: a caller that keeps more than a few
+        bundles must detach them, or the pipeline stalls and processing fails.
+        """
+        if self.keepalive is not None:
+            self.color = self.color.copy()
+            self.depth = self.depth.copy()
+            self.keepalive = None
+        return self
+
 
 @dataclass
 class SourceCounters:
@@ -214,12 +226,13 @@ class RealSenseSource:
         cfg = self.config
         try:
             context = self._context_factory()
-            pipeline = rs.pipeline(context)
             rs_config = rs.config()
             if cfg.is_playback:
+                pipeline = rs.pipeline(context)
                 device, description = self._resolve_recording(pipeline, rs_config)
             else:
                 device, description = self._resolve_camera(context, rs_config)
+                pipeline = rs.pipeline(context)
             source = (f'recording {cfg.rosbag_filename}' if cfg.is_playback
                       else f'camera {description.name} {description.serial}')
             offered = offered_profiles(device)
@@ -321,13 +334,13 @@ class RealSenseSource:
         if (self.config.is_playback or not sensor.supports(option)
                 or sensor.is_option_read_only(option)):
             raise ProfileNotSupportedError(
-                f'depth_units {wanted} cannot be set on {source}: its depth units are fixed at '
-                f'{current} m (set depth_units to 0 to use them)')
+                f'depth_units {wanted:g} cannot be set on {source}: its depth units are fixed '
+                f'at {current:.6g} m (set depth_units to 0 to use them)')
         rng = sensor.get_option_range(option)
         if not rng.min - 1e-12 <= wanted <= rng.max + 1e-12:
             raise ProfileNotSupportedError(
-                f'depth_units {wanted} is outside what {source} supports: '
-                f'{rng.min} .. {rng.max} m per unit')
+                f'depth_units {wanted:g} is outside what {source} supports: '
+                f'{rng.min:.6g} .. {rng.max:.6g} m per unit')
         sensor.set_option(option, wanted)
 
     # --- read ----------------------------------------------------------------------------------
@@ -376,10 +389,14 @@ class RealSenseSource:
             return None
         self._last_color = key
         processed = frames
-        for block in self._filters:
-            processed = block.process(processed)
-        if self._align is not None:
-            processed = self._align.process(processed.as_frameset())
+        try:
+            for block in self._filters:
+                processed = block.process(processed)
+            if self._align is not None:
+                processed = self._align.process(processed.as_frameset())
+        except RuntimeError as err:
+            raise DeviceError(f'librealsense post-processing failed ({_reason(err)}); if '
+                              f'frames are being kept, detach() them') from err
         frameset = processed.as_frameset()
         color = frameset.get_color_frame()
         depth = frameset.get_depth_frame()

@@ -155,6 +155,7 @@ class RealSenseNode(Node):
 
     def __init__(self, node_name: str = 'realsense', **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
+        self._capture: CaptureThread | None = None
         self.config = declare_parameters(self)
         cfg = self.config
         depth_topic = 'aligned_depth_to_color' if cfg.realsense.align_depth else 'depth'
@@ -180,7 +181,6 @@ class RealSenseNode(Node):
         self._depth_clipped = 0
         self._event = CaptureEvent(CaptureState.IDLE, 'not started', Level.OK)
         self._source: RealSenseSource | None = None
-        self._capture: CaptureThread | None = None
         # Opening the camera blocks for up to seconds: do it after construction, on the
         # capture thread, from a one-shot timer.
         self._configure_timer = self.create_timer(0.0, self._configure)
@@ -207,7 +207,8 @@ class RealSenseNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the capture thread (releasing the camera) before the node goes."""
-        if self._capture is not None and not self._capture.stop(timeout_s=10.0):
+        capture = getattr(self, '_capture', None)   # None if __init__ failed early
+        if capture is not None and not capture.stop(timeout_s=10.0):
             self.get_logger().warning('capture thread did not stop within 10 s')
         super().destroy_node()
 
@@ -222,8 +223,13 @@ class RealSenseNode(Node):
             if event.level >= Level.WARN:
                 print(f'[realsense] {text}', file=sys.stderr)
             return
-        log = self.get_logger()
-        {Level.OK: log.info, Level.WARN: log.warning}.get(event.level, log.error)(text)
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        if event.level == Level.OK:
+            self.get_logger().info(text)
+        elif event.level == Level.WARN:
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().error(text)
         if event.info is not None:
             self._stream_started(event.info)
 
@@ -258,10 +264,15 @@ class RealSenseNode(Node):
                    bundle.depth_stamp_ns)
         set_stamp(color_info.header, bundle.stamp_ns)
         set_stamp(depth_info.header, bundle.depth_stamp_ns)
-        self._color_pub.publish(self._color_msg)
-        self._color_info_pub.publish(color_info)
-        self._depth_pub.publish(self._depth_msg)
-        self._depth_info_pub.publish(depth_info)
+        try:
+            self._color_pub.publish(self._color_msg)
+            self._color_info_pub.publish(color_info)
+            self._depth_pub.publish(self._depth_msg)
+            self._depth_info_pub.publish(depth_info)
+        except Exception:
+            if not self.context.ok():
+                return      # shutting down (Ctrl-C): the publishers are already gone
+            raise
         now = time.monotonic()
         self._rates['color'].tick(now)
         self._rates['depth'].tick(now)
