@@ -41,6 +41,9 @@ from craik_planner.planning import PlannerConfig
 COLOR_TOPIC = '/camera/camera/color/image_raw'
 DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
 GRIPPER_MAX_WIDTH_M = 0.08
+# The gripper is commanded open/closed only when the planned command crosses these.
+GRIPPER_CLOSE_ABOVE = 0.75
+GRIPPER_OPEN_BELOW = 0.25
 Result = ReachGoal.Result
 
 # name -> (default, description, range or None). The YAML block is config/mpc_planner.yaml.
@@ -441,10 +444,15 @@ class MpcPlannerNode(Node):
                                     f'{max_steps} steps without reaching the goal (energy '
                                     f'{energy:.4f}, tolerance {tolerance:.4f})', step, energy)
             action = outcome.action
-            closed = bool(action[3] >= 0.5)
-            self._send_target(obs.ee_position + action[:3],
-                              (1.0 if closed else 0.0) if closed != gripper_closed else None)
-            gripper_closed = closed
+            if gripper_closed is None:
+                gripper_closed = obs.gripper >= 0.5
+            # Hysteresis: a plan hovering around 0.5 must not toggle the gripper every step.
+            command: float | None = None
+            if action[3] >= GRIPPER_CLOSE_ABOVE and not gripper_closed:
+                command, gripper_closed = 1.0, True
+            elif action[3] <= GRIPPER_OPEN_BELOW and gripper_closed:
+                command, gripper_closed = 0.0, False
+            self._send_target(obs.ee_position + action[:3], command)
             not_before = self._now_s()
             next_step = max(next_step + period, time.monotonic())
             feedback = ReachGoal.Feedback(step=step + 1, best_energy=float(outcome.plan.energy),
