@@ -182,7 +182,7 @@ def decode_color(msg: Any, where: str) -> np.ndarray:
         raise ConversionError(f'{where}: {enc} image {w}x{h} with step {step} has '
                               f'{data.size} bytes')
     img = data[:step * h].reshape(h, step)[:, :w * 3].reshape(h, w, 3)
-    return np.ascontiguousarray(img[..., ::-1] if enc == 'bgr8' else img)
+    return np.array(img[..., ::-1] if enc == 'bgr8' else img)  # a writable copy
 
 
 def decode_depth(msg: Any, where: str) -> np.ndarray:
@@ -326,7 +326,8 @@ def convert_recording(path: str | Path, config: ConvertConfig | None = None
     states: list[np.ndarray | None] = []
     missing_why: list[str] = []
     for tb in boundaries:
-        i = _latest_at_or_before(color_times, tb)
+        # 1 ms of slack: stamps pass through sec/nanosec and float rounding.
+        i = _latest_at_or_before(color_times, tb + 1e-3)
         state: np.ndarray | None = None
         why = 'no recent colour frame for the step'
         if i >= 0 and tb - color_times[i] <= max_age:
