@@ -44,6 +44,9 @@ GRIPPER_MAX_WIDTH_M = 0.08
 # The gripper is commanded open/closed only when the planned command crosses these.
 GRIPPER_CLOSE_ABOVE = 0.75
 GRIPPER_OPEN_BELOW = 0.25
+# franka_controller's default max_step_per_axis: a streamed target further than this from the
+# current position on any axis is rejected.
+MAX_STEP_PER_AXIS_M = 0.05
 Result = ReachGoal.Result
 
 # name -> (default, description, range or None). The YAML block is config/mpc_planner.yaml.
@@ -401,6 +404,7 @@ class MpcPlannerNode(Node):
         period, budget = self.p('step_period'), self.p('planning_budget')
         energy = float('nan')
         gripper_closed: bool | None = None
+        last_target: np.ndarray | None = None
         next_step = start
         not_before = self._now_s() - self.p('max_observation_age')
         for step in range(max_steps + 1):
@@ -452,7 +456,15 @@ class MpcPlannerNode(Node):
                 command, gripper_closed = 1.0, True
             elif action[3] <= GRIPPER_OPEN_BELOW and gripper_closed:
                 command, gripper_closed = 0.0, False
-            self._send_target(obs.ee_position + action[:3], command)
+            # Chain from the previous commanded target, as franky chains relative motions (and
+            # as the training data was collected), unless the arm is too far behind it for the
+            # controller's per-command limit; then start from where the arm is.
+            base = obs.ee_position
+            if last_target is not None and np.all(
+                    np.abs(last_target + action[:3] - obs.ee_position) <= MAX_STEP_PER_AXIS_M):
+                base = last_target
+            last_target = base + action[:3]
+            self._send_target(last_target, command)
             not_before = self._now_s()
             next_step = max(next_step + period, time.monotonic())
             feedback = ReachGoal.Feedback(step=step + 1, best_energy=float(outcome.plan.energy),

@@ -1,0 +1,107 @@
+"""End to end in simulation: sim + franka_controller + mpc_planner, driven through ReachGoal.
+
+The graph is started once per module with a loopback robot address private to this test
+process; the planner is restarted per backend.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+
+from craik_bringup.graph import Graph, NodeSpec, private_robot_ip, sim_graph, workspace_root
+from craik_bringup.sim_client import SimClient
+from craik_interfaces.action import ReachGoal
+
+pytestmark = pytest.mark.slow
+Result = ReachGoal.Result
+MODEL_DIR = workspace_root() / 'models' / 'craik_wm_cpu'
+
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory):
+    nodes = sim_graph(private_robot_ip())
+    nodes.pop()   # the planner is started per test with its backend
+    graph = Graph(nodes, tmp_path_factory.mktemp('graph_logs'))
+    graph.start()
+    client = SimClient('system_test_client')
+    try:
+        yield graph, client
+    finally:
+        client.close()
+        graph.stop()
+
+
+def _planner(graph: Graph, client: SimClient, **overrides):
+    graph.stop_node('mpc_planner')
+    graph.start_node(NodeSpec('craik_planner', 'mpc_planner', 'mpc_planner', overrides))
+    client.wait_ready(timeout_s=180.0, check=graph.check_alive)
+
+
+def _ee(client: SimClient) -> np.ndarray:
+    p = client.latest_ground_truth().ee_pose.position
+    return np.array([p.x, p.y, p.z])
+
+
+def _goal_distance(client: SimClient) -> float:
+    return float(client.latest_ground_truth().distance)
+
+
+@pytest.mark.parametrize('backend', ['world_model', 'oracle'])
+def test_short_reach_episode_gets_closer_to_the_goal(lab, backend):
+    graph, client = lab
+    if backend == 'world_model' and not (MODEL_DIR / 'manifest.json').exists():
+        pytest.skip(f'no exported world model at {MODEL_DIR}')
+    _planner(graph, client, backend=backend, oracle_task='reach')
+    reset = client.reset('reach', 7)
+    start = _goal_distance(client)
+    run = client.reach_goal(ReachGoal.Goal(goal_image=reset.goal_image,
+                                           goal_depth=reset.goal_depth, max_steps=8))
+    time.sleep(0.5)
+    assert run.result.status in (Result.STATUS_REACHED, Result.STATUS_MAX_STEPS), \
+        run.result.message
+    assert len(run.feedback) >= 1
+    assert all(np.all(np.abs(f.commanded_action[:3]) <= 0.05 + 1e-6) for f in run.feedback)
+    assert _goal_distance(client) < start - 0.02, \
+        f'end effector did not get closer: {start:.3f} m -> {_goal_distance(client):.3f} m'
+
+
+def test_malformed_goal_is_rejected_with_its_reason(lab):
+    graph, client = lab
+    _planner(graph, client, backend='oracle', oracle_task='reach')
+    client.reset('reach', 3)
+    before = _ee(client)
+    bad = Image(width=64, height=48, encoding='rgb8', step=100)   # step < 3 * width
+    bad.data = bytes(100 * 48)
+    run = client.reach_goal(ReachGoal.Goal(goal_image=bad, max_steps=5))
+    assert run.result.status == Result.STATUS_REJECTED_INPUT
+    assert 'step 100 is smaller than a row' in run.result.message
+    empty = client.reach_goal(ReachGoal.Goal(max_steps=5))
+    assert empty.result.status == Result.STATUS_REJECTED_INPUT
+    wrong = Image(width=4, height=4, encoding='mono8', step=4, data=bytes(16))
+    encoding = client.reach_goal(ReachGoal.Goal(goal_image=wrong, max_steps=5))
+    assert encoding.result.status == Result.STATUS_REJECTED_INPUT
+    assert "'mono8'" in encoding.result.message
+    # Nothing moved.
+    assert np.linalg.norm(_ee(client) - before) < 0.002
+
+
+def test_cancel_mid_episode_holds_the_arm(lab):
+    graph, client = lab
+    _planner(graph, client, backend='oracle', oracle_task='reach')
+    reset = client.reset('reach', 11)
+    handle, run = client.send_goal(ReachGoal.Goal(goal_image=reset.goal_image, max_steps=40))
+    deadline = time.monotonic() + 60
+    while len(run.feedback) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(run.feedback) >= 3, 'the episode did not start'
+    moved_from = _ee(client)
+    client._wait(handle.cancel_goal_async(), 30.0, 'cancel')
+    result = client._wait(handle.get_result_async(), 60.0, 'result').result
+    assert result.status == Result.STATUS_CANCELED
+    assert np.linalg.norm(_ee(client) - moved_from) > 0.005, 'the arm never moved'
+    time.sleep(1.5)                       # the last step's motion ends
+    held = _ee(client)
+    time.sleep(2.0)
+    assert np.linalg.norm(_ee(client) - held) < 0.003, 'the arm did not hold after cancel'
