@@ -110,11 +110,12 @@ class FrankaControllerConfig:
     # ---- goals ----
     goal_tolerance: float = _param(0.003, 'distance to the target that counts as reached (m)',
                                    0.0002, 0.05)
-    goal_timeout: float = _param(10.0, 'longest a goal may take before the arm is stopped (s)',
+    goal_timeout: float = _param(10.0, 'longest a goal may take before the arm is stopped (s, '
+                                 'robot clock)',
                                  0.5, 120.0)
     settle_timeout: float = _param(
         1.0, 'after the trajectory ends, how long to wait for the TCP to settle within '
-        'goal_tolerance (s)', 0.0, 10.0)
+        'goal_tolerance (s, robot clock)', 0.0, 10.0)
     stream_timeout: float = _param(
         0.5, 'a streamed target older than this is rejected; without a fresh one for this long '
         'the arm stops and holds (s)', 0.05, 10.0)

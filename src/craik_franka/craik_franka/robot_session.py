@@ -54,7 +54,7 @@ from craik_franka.envelope import (
     SafetyEnvelope,
 )
 from craik_franka.faults import Backoff, Fault, FaultKind, RecoveryPolicy, error_names
-from craik_franka.kinematics import HELD_ORIENTATION_XYZW, Fr3Kinematics, quaternion_to_matrix
+from craik_franka.kinematics import HELD_ORIENTATION_XYZW, Fr3Kinematics
 
 _log = logging.getLogger('craik_franka.robot_session')
 
@@ -118,11 +118,12 @@ class Reading:
 
     q: np.ndarray  # [7]
     dq: np.ndarray  # [7]
-    ee_position: np.ndarray  # [3] measured TCP position (O_T_EE)
+    ee_position: np.ndarray  # [3] measured TCP position: FK of the measured joints
     ee_rotation: np.ndarray  # [3, 3]
     commanded_position: np.ndarray  # [3] O_T_EE_d
     commanded_velocity: np.ndarray  # [3] O_dP_EE_d linear
     ee_velocity: np.ndarray  # [3] measured: J(q) dq
+    robot_time: float  # robot clock (s): motion timing follows it (franky-sim may run slower)
     robot_mode: str  # libfranka RobotMode name (Idle, Move, Reflex, UserStopped, ...)
     errors: tuple[str, ...]  # current libfranka error flags
 
@@ -156,14 +157,15 @@ class MotionHandle:
     """One accepted command; ends exactly once with an Outcome and a message."""
 
     def __init__(self, handle_id: int, source: str, target: np.ndarray,
-                 gripper_width: float | None, started: float) -> None:
+                 gripper_width: float | None, started: float, started_robot: float) -> None:
         self.id = handle_id
         self.source = source
         self.target = target  # [3] commanded absolute position
         self.motion_target = target  # [3] where the robot is headed (the braking point on hold)
         self.gripper_width = gripper_width
         self.gripper_seq = 0  # gripper job this handle waits for (0: none)
-        self.started = started
+        self.started = started  # monotonic wall-clock time
+        self.started_robot = started_robot  # robot clock
         self.outcome: Outcome | None = None
         self.message = ''
         self.end_position: np.ndarray | None = None
@@ -421,8 +423,9 @@ class RobotSession:
         width = None
         if accepted.gripper is not None:
             width = (1.0 - accepted.gripper) * self._max_gripper_width()
+        robot_time = self._reading.robot_time if self._reading is not None else 0.0
         handle = MotionHandle(next(self._ids), source, accepted.target_position.copy(), width,
-                              self._clock())
+                              self._clock(), robot_time)
         previous = self._active
         try:
             self._move_to(accepted.target_position, accepted.dynamics_factor)
@@ -444,8 +447,13 @@ class RobotSession:
             handle.gripper_seq = self._request_gripper(width)
         return handle
 
-    def _move_to(self, position: np.ndarray, dynamics_factor: float) -> None:
-        """Start an absolute Cartesian motion (held orientation); the last gate before franky."""
+    def _move_to(self, position: np.ndarray, dynamics_factor: float,
+                 velocity_factor: float | None = None) -> None:
+        """Start an absolute Cartesian motion (held orientation); the last gate before franky.
+
+        `dynamics_factor` scales the configured limits (it is divided by the robot-wide factor
+        set on connect); `velocity_factor`, if given, scales the velocity limit alone further.
+        """
         p = np.asarray(position, dtype=float)
         # Defence in depth: whatever called this, nothing outside the box reaches the robot.
         if not self.envelope.in_workspace(p):
@@ -455,9 +463,12 @@ class RobotSession:
         if not (math.isfinite(factor) and 0.0 < factor <= 1.0 + 1e-9):
             raise _MotionError(Fault(FaultKind.INTERNAL,
                                      f'refused dynamics factor {dynamics_factor}'))
+        factor = min(1.0, factor)
+        rdf = franky.RelativeDynamicsFactor(
+            factor if velocity_factor is None else factor * velocity_factor, factor, factor)
         motion = franky.CartesianMotion(
             franky.Affine(p, np.array(HELD_ORIENTATION_XYZW)), franky.ReferenceType.Absolute,
-            relative_dynamics_factor=min(1.0, factor))
+            relative_dynamics_factor=rdf)
         try:
             self._robot.move(motion, asynchronous=True)
         except franky.NetworkException as exc:
@@ -482,17 +493,23 @@ class RobotSession:
         reading = self._read()
         v = reading.commanded_velocity  # Ruckig plans from the commanded state
         speed = float(np.linalg.norm(v))
-        factor = self.config.hold_dynamics_factor
-        accel = self.config.translation_acceleration_limit * factor
-        jerk = self.config.translation_jerk_limit * factor
-        # Braking point of a straight deceleration at `accel` (plus the jerk ramp): the arm slows
-        # along its current direction and stops there, instead of turning back.
-        stop = reading.commanded_position + v * (speed / (2.0 * accel) + accel / (2.0 * jerk))
+        cfg = self.config
+        factor = cfg.hold_dynamics_factor
+        accel = cfg.translation_acceleration_limit * factor
+        jerk = cfg.translation_jerk_limit * factor
+        # Stop at the braking point along the current velocity (per axis at least v_i^2 / 2a,
+        # plus the jerk ramp), so the arm slows down and stays there instead of stopping at the
+        # pose where hold was called and turning back. The margin covers a velocity reading
+        # that lags the commanded one; the velocity cap keeps the hold from speeding up.
+        margin = 1.3
+        stop = reading.commanded_position + v * margin * (
+            speed / (2.0 * accel) + accel / (2.0 * jerk))
         if not self.envelope.in_workspace(stop):
             stop = reading.commanded_position
         if not self.envelope.in_workspace(stop):
             stop = reading.ee_position
-        self._move_to(stop, factor)
+        cap = 1.1 * float(np.max(np.abs(v))) / (cfg.translation_velocity_limit * factor)
+        self._move_to(stop, factor, velocity_factor=min(1.0, max(0.02, cap)))
         if handle is not None:
             handle.motion_target = stop
             handle._stop_outcome = outcome
@@ -522,16 +539,17 @@ class RobotSession:
     def _parse(self, st: Any) -> Reading:
         q = np.array(st.q, dtype=float).reshape(7)
         dq = np.array(st.dq, dtype=float).reshape(7)
-        ee = st.O_T_EE
-        ee_d = st.O_T_EE_d
+        # The measured TCP pose is computed from the measured joints with the same model the
+        # envelope uses (the F_T_EE check on connect guarantees it is the robot's EE frame).
+        # franky-sim reports O_T_EE from the desired joints, so O_T_EE is not used for it.
+        position, rotation = self.kinematics.fk(q)
         jac = self.kinematics.jacobian(q)
         return Reading(
-            q=q, dq=dq,
-            ee_position=np.array(ee.translation, dtype=float).reshape(3),
-            ee_rotation=quaternion_to_matrix(np.array(ee.quaternion, dtype=float).reshape(4)),
-            commanded_position=np.array(ee_d.translation, dtype=float).reshape(3),
+            q=q, dq=dq, ee_position=position, ee_rotation=rotation,
+            commanded_position=np.array(st.O_T_EE_d.translation, dtype=float).reshape(3),
             commanded_velocity=np.array(st.O_dP_EE_d.linear, dtype=float).reshape(3),
             ee_velocity=jac[:3] @ dq,
+            robot_time=float(st.time.to_sec()),
             robot_mode=str(st.robot_mode.name),
             errors=error_names(str(st.current_errors)))
 
@@ -684,7 +702,9 @@ class RobotSession:
                 self._progress(handle, reading, finished)
 
     def _progress(self, handle: MotionHandle, reading: Reading, finished: bool) -> None:
-        now = self._clock()
+        # Motion timeouts run on the robot clock: the motion itself does, and franky-sim on a
+        # loaded machine runs slower than wall-clock time.
+        now = reading.robot_time
         if finished or not self._in_motion:
             handle._trajectory_done = True
         if handle._stop_outcome is not None:
@@ -693,7 +713,7 @@ class RobotSession:
                 self._active = None
             return
         if not handle._trajectory_done:
-            if now - handle.started > self.config.goal_timeout:
+            if now - handle.started_robot > self.config.goal_timeout:
                 self._stop_motion(handle, Outcome.TIMEOUT,
                                   f'not finished within goal_timeout {self.config.goal_timeout:g} '
                                   's; stopped and holding')
@@ -717,7 +737,8 @@ class RobotSession:
                            f'the motion ended {error * 1000:.2f} mm from the target (tolerance '
                            f'{self.config.goal_tolerance * 1000:.2f} mm)', reading.ee_position)
             self._active = None
-        elif arm_ok and now > handle._settle_deadline + self.config.gripper_timeout:
+        elif arm_ok and (self._clock() - handle.started
+                         > self.config.goal_timeout + self.config.gripper_timeout):
             handle._finish(Outcome.NOT_REACHED, 'the gripper did not finish in time',
                            reading.ee_position)
             self._active = None
@@ -836,7 +857,7 @@ class RobotSession:
         while not self._stop.is_set():
             with self._gripper_cv:
                 self._gripper_cv.wait_for(
-                    lambda: self._stop.is_set() or (
+                    lambda: self._stop.is_set() or self._gripper_wanted() or (
                         self._g.goal is not None and self._g.goal.seq > self._g.issued_seq),
                     timeout=period)
                 job = self._g.goal
@@ -862,11 +883,14 @@ class RobotSession:
             else:
                 self._read_gripper_width()
 
+    def _gripper_wanted(self) -> bool:
+        return (self.config.gripper_enabled and self._gripper is None
+                and self._robot is not None and self._clock() >= self._next_gripper_try)
+
     def _maybe_connect_gripper(self) -> None:
         """Connect the hand while the arm is connected (own backoff; the arm works without)."""
         cfg = self.config
-        if (not cfg.gripper_enabled or self._robot is None
-                or self._clock() < self._next_gripper_try):
+        if not self._gripper_wanted():
             return
         try:
             gripper = self._gripper_factory(cfg.robot_ip)

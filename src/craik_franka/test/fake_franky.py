@@ -8,6 +8,7 @@ velocity, so that tests can check what would have reached a real robot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import time
 from types import SimpleNamespace
 
 import franky
@@ -78,7 +79,8 @@ class FakeRobot:
         return SimpleNamespace(
             q=self.q.copy(), dq=np.zeros(7), O_T_EE=pose, O_T_EE_d=pose,
             O_dP_EE_d=franky.Twist(self.commanded_velocity, np.zeros(3)),
-            robot_mode=franky.RobotMode.Idle, current_errors='[]', last_motion_errors='[]',
+            time=SimpleNamespace(to_sec=time.monotonic), robot_mode=franky.RobotMode.Idle,
+            current_errors='[]', last_motion_errors='[]',
             F_T_EE=franky.Affine(self.kin.flange_to_tcp()))
 
 
