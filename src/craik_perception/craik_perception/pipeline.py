@@ -95,37 +95,71 @@ class StreamInfo:
         return self.color_intrinsics if self.aligned else self.depth_intrinsics
 
 
-@dataclass
 class FrameBundle:
     """One synchronised colour + depth pair.
 
     ``color`` is [H, W, 3] uint8 rgb8 and ``depth`` [H, W] uint16 millimetres (0 = no data),
-    of the colour camera's size when aligned. Both may be views of librealsense frame memory,
-    kept valid by ``keepalive`` for as long as the bundle lives. ``stamp_ns`` and
-    ``depth_stamp_ns`` are host/ROS times filled in by the capture thread.
+    of the colour camera's size when aligned. The depth is computed on first access (filters,
+    alignment, unit conversion), so that a consumer can publish the colour image before paying
+    for the alignment. Both may be views of librealsense frame memory, kept valid by
+    ``keepalive`` for as long as the bundle lives. ``stamp_ns`` and ``depth_stamp_ns`` are
+    host/ROS times filled in by the capture thread.
     """
 
-    color: np.ndarray
-    depth: np.ndarray
-    color_time_ms: float
-    depth_time_ms: float
-    time_domain: str
-    color_frame_number: int
-    depth_frame_number: int
-    depth_clipped: int = 0
-    stamp_ns: int = 0
-    depth_stamp_ns: int = 0
-    keepalive: Any = None
+    def __init__(self, color: np.ndarray,
+                 depth: np.ndarray | Callable[[], tuple[np.ndarray, int, Any]],
+                 color_time_ms: float, depth_time_ms: float, time_domain: str,
+                 color_frame_number: int, depth_frame_number: int,
+                 keepalive: Any = None) -> None:
+        """``depth``: the depth image, or a function returning (depth image, number of
+        saturated pixels, object keeping its memory alive), called on first access."""
+        self.color = color
+        self.color_time_ms = color_time_ms
+        self.depth_time_ms = depth_time_ms
+        self.time_domain = time_domain
+        self.color_frame_number = color_frame_number
+        self.depth_frame_number = depth_frame_number
+        self.keepalive = keepalive
+        self.stamp_ns = 0
+        self.depth_stamp_ns = 0
+        self._depth: np.ndarray | None = None
+        self._depth_fn: Callable[[], tuple[np.ndarray, int, Any]] | None = None
+        self._clipped = 0
+        if isinstance(depth, np.ndarray):
+            self._depth = depth
+        else:
+            self._depth_fn = depth
+
+    def _resolve(self) -> np.ndarray:
+        if self._depth is None:
+            assert self._depth_fn is not None
+            self._depth, self._clipped, keep = self._depth_fn()
+            self._depth_fn = None
+            if keep is not None:
+                self.keepalive = (self.keepalive, keep)
+        return self._depth
+
+    @property
+    def depth(self) -> np.ndarray:
+        """[H, W] uint16 millimetres (computed on first access)."""
+        return self._resolve()
+
+    @property
+    def depth_clipped(self) -> int:
+        """Depth pixels beyond 65.535 m that were saturated to 65535 mm."""
+        self._resolve()
+        return self._clipped
 
     def detach(self) -> FrameBundle:
-        """Copy the images out of librealsense's memory and release its frames.
+        """Compute the depth, copy both images out of librealsense's memory, release it.
 
         librealsense recycles a small pool of frames: a caller that keeps more than a few
         bundles must detach them, or the pipeline stalls and processing fails.
         """
+        depth = self._resolve()
         if self.keepalive is not None:
             self.color = self.color.copy()
-            self.depth = self.depth.copy()
+            self._depth = depth.copy()
             self.keepalive = None
         return self
 
@@ -388,27 +422,15 @@ class RealSenseSource:
             self.counters.unsynced += 1
             return None
         self._last_color = key
-        processed = frames
-        try:
-            for block in self._filters:
-                processed = block.process(processed)
-            if self._align is not None:
-                processed = self._align.process(processed.as_frameset())
-        except RuntimeError as err:
-            raise DeviceError(f'librealsense post-processing failed ({_reason(err)}); if '
-                              f'frames are being kept, detach() them') from err
-        frameset = processed.as_frameset()
-        color = frameset.get_color_frame()
-        depth = frameset.get_depth_frame()
         assert self._info is not None
         rgb = _to_rgb(np.asanyarray(color.get_data()), self._info.color.format)
-        depth_mm, clipped = depth_to_millimetres(np.asanyarray(depth.get_data()),
-                                                 self._info.depth_units)
-        return FrameBundle(rgb, depth_mm, float(color.get_timestamp()),
+        filters, align, units = list(self._filters), self._align, self._info.depth_units
+        return FrameBundle(rgb, lambda: _depth_of(frames, filters, align, units),
+                           float(color.get_timestamp()),
                            float(depth.get_timestamp()),
                            _enum_name(color.get_frame_timestamp_domain()),
                            int(color.get_frame_number()), int(depth.get_frame_number()),
-                           clipped, keepalive=frameset)
+                           keepalive=frames)
 
     # --- close ---------------------------------------------------------------------------------
 
@@ -429,6 +451,26 @@ class RealSenseSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _depth_of(frames: Any, filters: list[Any], align: Any,
+              depth_units: float) -> tuple[np.ndarray, int, Any]:
+    """Filter, align and convert the depth of ``frames`` (the lazy half of a FrameBundle).
+
+    The temporal filter assumes frames in order: compute bundles' depth in the order read.
+    """
+    processed = frames
+    try:
+        for block in filters:
+            processed = block.process(processed)
+        if align is not None:
+            processed = align.process(processed.as_frameset())
+    except RuntimeError as err:
+        raise DeviceError(f'librealsense post-processing failed ({_reason(err)}); if '
+                          f'frames are being kept, detach() them') from err
+    depth = processed.as_frameset().get_depth_frame()
+    depth_mm, clipped = depth_to_millimetres(np.asanyarray(depth.get_data()), depth_units)
+    return depth_mm, clipped, processed
 
 
 def _to_rgb(color: np.ndarray, fmt: str) -> np.ndarray:

@@ -258,24 +258,25 @@ class RealSenseNode(Node):
         color_info, depth_info = self._color_info, self._depth_info
         if color_info is None or depth_info is None:
             return
-        fill_image(self._color_msg, bundle.color, COLOR_ENCODING, self._color_frame,
-                   bundle.stamp_ns)
-        fill_image(self._depth_msg, bundle.depth, DEPTH_ENCODING, self._depth_frame,
-                   bundle.depth_stamp_ns)
-        set_stamp(color_info.header, bundle.stamp_ns)
-        set_stamp(depth_info.header, bundle.depth_stamp_ns)
         try:
+            # Colour first: it needs no processing, while the depth is aligned only when
+            # bundle.depth is first read (a few milliseconds at 640x480).
+            fill_image(self._color_msg, bundle.color, COLOR_ENCODING, self._color_frame,
+                       bundle.stamp_ns)
+            set_stamp(color_info.header, bundle.stamp_ns)
             self._color_pub.publish(self._color_msg)
             self._color_info_pub.publish(color_info)
+            self._rates['color'].tick(time.monotonic())
+            fill_image(self._depth_msg, bundle.depth, DEPTH_ENCODING, self._depth_frame,
+                       bundle.depth_stamp_ns)
+            set_stamp(depth_info.header, bundle.depth_stamp_ns)
             self._depth_pub.publish(self._depth_msg)
             self._depth_info_pub.publish(depth_info)
+            self._rates['depth'].tick(time.monotonic())
         except Exception:
             if not self.context.ok():
                 return      # shutting down (Ctrl-C): the publishers are already gone
             raise
-        now = time.monotonic()
-        self._rates['color'].tick(now)
-        self._rates['depth'].tick(now)
         with self._lock:
             self._published += 1
             self._depth_clipped += bundle.depth_clipped

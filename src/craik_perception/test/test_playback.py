@@ -301,3 +301,18 @@ def test_requested_serial_not_connected_lists_the_connected_cameras():
         source.open()
     assert 'serial_no 333 not connected' in str(err.value)
     assert 'D435 111' in str(err.value) and 'D435 222' in str(err.value)
+
+
+def test_record_synthetic_command_writes_a_playable_recording(tmp_path, capsys):
+    from craik_perception import record_synthetic
+
+    path = tmp_path / 'cli.db3'
+    assert record_synthetic.main([str(path), '--seconds', '0.2', '--depth-size', '320x240',
+                                  '--fps', '30']) == 0
+    assert 'wrote 6 frames' in capsys.readouterr().out
+    config = RealSenseConfig(rosbag_filename=str(path), rosbag_real_time=False,
+                             depth_profile=StreamProfile(320, 240, 30))
+    info, bundles, _ = _play(config)
+    assert (info.color.width, info.depth.width) == (640, 320)
+    assert len(bundles) >= 4
+    assert record_synthetic.main([str(tmp_path / 'x.bag')]) == 2

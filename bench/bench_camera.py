@@ -1,0 +1,379 @@
+"""Camera frame latency and delivery between two processes: colour + aligned depth, 640x480 @ 30.
+
+Latency is measured from the frame's header stamp (its capture time) to the start of the
+subscriber's callback in another process; "delivered" is the share of the frames published
+after discovery that reached the subscriber. The subscriber is a plain rclpy node with typed
+subscriptions and the sensor-data QoS, the same for every variant. Publisher variants:
+
+* ``plain_color``: the baseline of ENVIRONMENT.md, a plain rclpy publisher that fills
+  ``msg.data = array.tobytes()``, colour only, Fast DDS defaults;
+* ``plain_color_depth``: the same with the 16UC1 depth image too;
+* ``nocopy_color_depth``: craik_perception.ros_image.fill_image (the numpy buffer goes into the
+  message without the two Python-side copies), Fast DDS defaults;
+* ``profile_color_depth``: ``tobytes()`` again, with the realsense node's Fast DDS profile
+  (32 MiB shared-memory segment) in the publishing process;
+* ``craik_color_depth``: both, which is what the realsense node does;
+* ``node_playback``: the realsense node itself playing a 640x480 recording in real time through
+  librealsense (synchronisation, alignment), stamped with the mapped device timestamps.
+
+Each variant runs ``--runs`` times for ``--seconds``; the JSON gives every run and the median
+over runs. Run: ``python bench/bench_camera.py [--runs 3] [--seconds 5] [--only VARIANT ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+from pathlib import Path
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+WIDTH, HEIGHT, FPS = 640, 480, 30
+COLOR_TOPIC = '/camera/camera/color/image_raw'
+DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
+SYNTHETIC = ('plain_color', 'plain_color_depth', 'nocopy_color_depth', 'profile_color_depth',
+             'craik_color_depth')
+VARIANTS = SYNTHETIC + ('node_playback',)
+SETTLE_S = 1.0          # after the subscriber is matched, before frames count
+RECORDING_FRAMES = 90   # 3 s loop for node_playback
+
+
+def _reserve_domain() -> int:
+    """A ROS domain no concurrent craik test or bench uses (the root conftest.py's locks)."""
+    lock_dir = Path(tempfile.gettempdir()) / 'craik-ros-domains'
+    lock_dir.mkdir(exist_ok=True)
+    for domain in range(101, 0, -1):
+        handle = open(lock_dir / f'{domain}.lock', 'w')  # noqa: SIM115 (held for the process)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        globals()['_DOMAIN_LOCK'] = handle
+        return domain
+    raise RuntimeError('no free ROS domain')
+
+
+# --- publisher process (synthetic variants) ----------------------------------------------------
+
+
+def publisher_main(variant: str, seconds: float) -> None:
+    """Publish frames at 30 Hz after discovery; print a JSON line with what was published."""
+    if variant in ('profile_color_depth', 'craik_color_depth'):
+        from craik_perception.dds_profile import apply_large_data_profile
+        apply_large_data_profile(os.environ)
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from craik_perception.ros_image import fill_image
+
+    rclpy.init()
+    node = Node('bench_camera_publisher')
+    with_depth = variant != 'plain_color'
+    nocopy = variant in ('nocopy_color_depth', 'craik_color_depth')
+    pubs = [node.create_publisher(Image, COLOR_TOPIC, qos_profile_sensor_data)]
+    if with_depth:
+        pubs.append(node.create_publisher(Image, DEPTH_TOPIC, qos_profile_sensor_data))
+    rng = np.random.default_rng(0)
+    color = rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    depth = rng.integers(300, 3000, (HEIGHT, WIDTH), dtype=np.uint16)
+    deadline = time.monotonic() + 30.0
+    while any(p.get_subscription_count() == 0 for p in pubs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(SETTLE_S)
+    count = int(seconds * FPS)
+    publish_ms = []
+    start = time.monotonic()
+    for seq in range(count):
+        due = start + seq / FPS
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        color[0, 0, 0] = seq & 0xFF                   # each frame differs a little
+        stamp = time.time_ns()                        # "capture"
+        t0 = time.perf_counter()
+        for pub, array, encoding in zip(pubs, (color, depth), ('rgb8', '16UC1'),
+                                        strict=False):
+            msg = Image()
+            if nocopy:
+                fill_image(msg, array, encoding, 'camera_color_optical_frame', stamp)
+            else:
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                msg.header.frame_id = 'camera_color_optical_frame'
+                msg.height, msg.width, msg.encoding = HEIGHT, WIDTH, encoding
+                msg.step = WIDTH * array.shape[2] if array.ndim == 3 else WIDTH * 2
+                msg.data = array.tobytes()
+            pub.publish(msg)
+        publish_ms.append((time.perf_counter() - t0) * 1e3)
+    time.sleep(0.5)
+    print(json.dumps({'published': count, 'publish_ms_median': float(np.median(publish_ms))}),
+          flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+# --- subscriber (this process) -----------------------------------------------------------------
+
+
+class Subscriber:
+    """Records (receive time, header stamp) of every colour and depth image."""
+
+    def __init__(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        self.node = Node('bench_camera_subscriber')
+        self.records: dict[str, list[tuple[int, int]]] = {'color': [], 'depth': []}
+        self.diagnostics: list[tuple[int, int]] = []       # (stamp_ns, frames published)
+        self.node.create_subscription(Image, COLOR_TOPIC, self._callback('color'),
+                                      qos_profile_sensor_data)
+        self.node.create_subscription(Image, DEPTH_TOPIC, self._callback('depth'),
+                                      qos_profile_sensor_data)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+        self._rclpy = rclpy
+
+    def _callback(self, name: str):
+        records = self.records[name]
+
+        def callback(msg: Any) -> None:
+            now = time.time_ns()
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            records.append((now, stamp))
+        return callback
+
+    def _on_diag(self, msg: Any) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if 'frames published' in values:
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                self.diagnostics.append((stamp, int(values['frames published'])))
+
+    def reset(self) -> None:
+        for records in self.records.values():
+            records.clear()
+        self.diagnostics.clear()
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self.node.destroy_node()
+
+
+def _latency_stats(lat_ms: np.ndarray) -> dict[str, float]:
+    if lat_ms.size == 0:
+        return {'median_ms': float('nan'), 'p95_ms': float('nan'), 'max_ms': float('nan')}
+    return {'median_ms': round(float(np.median(lat_ms)), 3),
+            'p95_ms': round(float(np.percentile(lat_ms, 95)), 3),
+            'max_ms': round(float(lat_ms.max()), 3)}
+
+
+def _analyse(records: dict[str, list[tuple[int, int]]], published: int,
+             window: tuple[int, int] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {'published': published}
+    per_stamp: dict[int, dict[str, int]] = {}
+    for name, rows in records.items():
+        if window is not None:
+            rows = [r for r in rows if window[0] < r[1] <= window[1]]
+        if not rows:
+            continue
+        arr = np.array([(now - stamp) / 1e6 for now, stamp in rows])
+        out[name] = dict(_latency_stats(arr), received=len(rows),
+                         delivered=round(min(1.0, len(rows) / published), 4)
+                         if published else None)
+        for now, stamp in rows:
+            per_stamp.setdefault(stamp, {})[name] = now
+    both = [max(v.values()) - s for s, v in per_stamp.items() if len(v) == len(records)]
+    if len(records) > 1 and both:
+        out['color_and_depth'] = _latency_stats(np.array(both) / 1e6)
+    return out
+
+
+def _run_synthetic(sub: Subscriber, variant: str, seconds: float) -> dict[str, Any]:
+    sub.reset()
+    proc = subprocess.run([sys.executable, __file__, '--publisher', variant, '--seconds',
+                           str(seconds)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f'publisher {variant} failed:\n{proc.stderr[-2000:]}')
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    time.sleep(0.2)
+    records = {'color': list(sub.records['color'])}
+    if variant != 'plain_color':
+        records['depth'] = list(sub.records['depth'])
+    result = _analyse(records, report['published'])
+    result['publish_call_ms_median'] = round(report['publish_ms_median'], 3)
+    return result
+
+
+def _make_recording(folder: Path) -> Path:
+    from craik_perception.bag_writer import RecordingWriter, SyntheticCamera, box_scene
+    from craik_perception.image_conversion import Intrinsics
+
+    camera = SyntheticCamera(depth=Intrinsics(WIDTH, HEIGHT, 385.0, 385.0, 320.0, 240.0))
+    path = folder / 'bench_640x480.db3'
+    scenes = [box_scene(camera, index=i, box_center_m=(-0.05 + 0.001 * i, 0.0))
+              for i in range(RECORDING_FRAMES)]
+    with RecordingWriter(path, camera) as writer:
+        for scene in scenes:
+            writer.write(scene.color, scene.depth_raw)
+    return path
+
+
+def _run_node(sub: Subscriber, recording: Path, seconds: float) -> dict[str, Any]:
+    sub.reset()
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'craik_perception.realsense_node', '--ros-args',
+         '-p', f'rosbag_filename:={recording}', '-p', 'rosbag_loop:=true',
+         '-p', 'diagnostics_period:=0.5'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30.0
+        while not sub.records['color'] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(SETTLE_S)
+        start = len(sub.diagnostics)
+        time.sleep(seconds)
+        diags = list(sub.diagnostics[start:])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if len(diags) < 2:
+        raise RuntimeError('node_playback: no diagnostics from the node')
+    (t0, n0), (t1, n1) = diags[0], diags[-1]
+    records = {'color': list(sub.records['color']), 'depth': list(sub.records['depth'])}
+    return _analyse(records, n1 - n0, window=(t0, t1))
+
+
+def _median_over_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ('color', 'depth', 'color_and_depth'):
+        rows = [r[key] for r in runs if key in r]
+        if rows:
+            out[key] = {k: round(float(np.median([row[k] for row in rows if row[k] is not None])),
+                                 4) for k in rows[0] if k != 'received'}
+    if all('publish_call_ms_median' in r for r in runs):
+        out['publish_call_ms'] = round(float(np.median(
+            [r['publish_call_ms_median'] for r in runs])), 3)
+    return out
+
+
+def _copy_costs() -> dict[str, float]:
+    """Per-frame cost of the Python-side copies (colour 640x480 rgb8), in ms, in-process."""
+    import array
+
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from craik_perception.ros_image import fill_image
+
+    color = np.random.default_rng(1).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+    def timed(fn, n=50):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return round(float(np.median(times)) * 1e3, 4)
+
+    def via_bytes():
+        msg = Image()
+        msg.data = color.tobytes()
+        return serialize_message(msg)
+
+    def via_numpy():
+        msg = Image()
+        fill_image(msg, color, 'rgb8', 'f', 0)
+        return serialize_message(msg)
+
+    small = color[:48, :64]
+    return {
+        'tobytes': timed(color.tobytes),
+        'data_setter_from_bytes': timed(lambda: setattr(Image(), 'data', color.tobytes())),
+        # The setter iterates element by element for anything but bytes/list: a 64x48 image
+        # (1/100 of the pixels) is enough to see it.
+        'data_setter_from_numpy_64x48': timed(
+            lambda: setattr(Image(), 'data', small.reshape(-1)), 5),
+        'array_frombytes_memoryview': timed(
+            lambda: array.array('B').frombytes(memoryview(color).cast('B'))),
+        'serialize_via_bytes': timed(via_bytes),
+        'serialize_via_fill_image': timed(via_numpy),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--seconds', type=float, default=5.0)
+    parser.add_argument('--only', nargs='*', choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument('--publisher', choices=SYNTHETIC, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publisher:
+        publisher_main(args.publisher, args.seconds)
+        return 0
+
+    os.environ['ROS_DOMAIN_ID'] = str(_reserve_domain())
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    import rclpy
+    rclpy.init()
+    sub = Subscriber()
+    results: dict[str, Any] = {}
+    recording = None
+    tmp = tempfile.TemporaryDirectory(prefix='craik-bench-camera-')
+    try:
+        if 'node_playback' in args.only:
+            recording = _make_recording(Path(tmp.name))
+        for run in range(args.runs):
+            # Interleave the variants so that background load hits them alike.
+            for variant in args.only:
+                if variant == 'node_playback':
+                    assert recording is not None
+                    outcome = _run_node(sub, recording, args.seconds)
+                else:
+                    outcome = _run_synthetic(sub, variant, args.seconds)
+                results.setdefault(variant, []).append(outcome)
+                print(f'[bench_camera] run {run + 1}/{args.runs} {variant}: '
+                      f'{json.dumps(_median_over_runs([outcome]))}', file=sys.stderr)
+        copies = _copy_costs()
+    finally:
+        sub.close()
+        rclpy.shutdown()
+        tmp.cleanup()
+    report = {
+        'bench': 'camera',
+        'what': 'header stamp -> subscriber callback in another process, 640x480 @ 30 Hz, '
+                'sensor-data QoS, Fast DDS, localhost',
+        'runs': args.runs, 'seconds_per_run': args.seconds,
+        'machine': {'cpus': os.cpu_count(), 'load_avg_1min': round(os.getloadavg()[0], 2),
+                    'python': platform.python_version()},
+        'median_of_runs': {v: _median_over_runs(r) for v, r in results.items()},
+        'copy_costs_ms': copies,
+        'runs_detail': results,
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
