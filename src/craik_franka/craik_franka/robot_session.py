@@ -57,6 +57,7 @@ from craik_franka.faults import Backoff, Fault, FaultKind, RecoveryPolicy, error
 from craik_franka.kinematics import HELD_ORIENTATION_XYZW, Fr3Kinematics
 
 _log = logging.getLogger('craik_franka.robot_session')
+_SETTLED_SPEED = 0.005  # m/s: below this the TCP counts as at rest
 
 
 class SessionState(enum.IntEnum):
@@ -318,9 +319,13 @@ class RobotSession:
     def snapshot(self) -> Snapshot:
         with self._lock:
             active = self._active
+            reading = self._reading
+            # Moving: a trajectory is running, or the arm still settles onto its end.
+            settling = (reading is not None and self._robot is not None
+                        and float(np.linalg.norm(reading.ee_velocity)) > _SETTLED_SPEED)
             return Snapshot(
                 stamp=self._reading_stamp, state=self._state,
-                connected=self._robot is not None, moving=self._in_motion,
+                connected=self._robot is not None, moving=self._in_motion or settling,
                 reading=self._reading, gripper_available=self._g.available,
                 gripper_width=self._g.width,
                 active_source=active.source if active is not None else '',
@@ -926,6 +931,8 @@ class RobotSession:
             self._g.width = math.nan
         self._next_gripper_try = self._clock() + self._gripper_backoff.next_delay()
         with self._lock:
+            if self._robot is None:
+                return  # the whole robot is gone; that error is already recorded
             self._record(ErrorCode.GRIPPER, text)
         _log.warning(text)
 
