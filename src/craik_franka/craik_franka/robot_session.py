@@ -198,6 +198,10 @@ class _MotionError(Exception):
         self.fault = fault
 
 
+class _GuardError(Exception):
+    """The last gate before franky refused a motion (a bug upstream); nothing was sent."""
+
+
 class _ConnectionLostError(Exception):
     pass
 
@@ -434,12 +438,19 @@ class RobotSession:
         previous = self._active
         try:
             self._move_to(accepted.target_position, accepted.dynamics_factor)
+        except _GuardError as exc:
+            # Nothing reached the robot; whatever runs keeps running.
+            self._record(ErrorCode.INTERNAL, str(exc))
+            _log.error('%s', exc)
+            handle._finish(Outcome.ROBOT_FAULT, f'internal error: {exc}', self._position())
+            return handle
         except _ConnectionLostError as exc:
-            self._active = handle
-            self._on_connection_lost(str(exc))
+            handle._finish(Outcome.ROBOT_FAULT, str(exc), self._position())
+            self._on_connection_lost(str(exc))  # also aborts the previous command
             return handle
         except _MotionError as exc:
-            self._active = handle
+            handle._finish(Outcome.ROBOT_FAULT, f'robot fault: {exc.fault.message}',
+                           self._position())
             self._on_motion_error(exc.fault)
             return handle
         if previous is not None and not previous.done():
@@ -462,12 +473,10 @@ class RobotSession:
         p = np.asarray(position, dtype=float)
         # Defence in depth: whatever called this, nothing outside the box reaches the robot.
         if not self.envelope.in_workspace(p):
-            raise _MotionError(Fault(FaultKind.INTERNAL,
-                                     f'refused to command {p} outside the workspace'))
+            raise _GuardError(f'refused to command {p} outside the workspace')
         factor = dynamics_factor / self._global_factor
         if not (math.isfinite(factor) and 0.0 < factor <= 1.0 + 1e-9):
-            raise _MotionError(Fault(FaultKind.INTERNAL,
-                                     f'refused dynamics factor {dynamics_factor}'))
+            raise _GuardError(f'refused dynamics factor {dynamics_factor}')
         factor = min(1.0, factor)
         rdf = franky.RelativeDynamicsFactor(
             factor if velocity_factor is None else factor * velocity_factor, factor, factor)
@@ -489,6 +498,17 @@ class RobotSession:
             return
         try:
             self._command_hold(handle, outcome, message)
+        except _GuardError as exc:
+            # No hold point inside the workspace (the arm is outside it): stop the motion
+            # generator outright rather than command anything out there.
+            self._record(ErrorCode.INTERNAL, f'hold: {exc}; stopping the motion')
+            try:
+                self._robot.stop()
+            except franky.NetworkException as net:
+                self._on_connection_lost(f'robot connection lost: {net}')
+            except franky.Exception as err:
+                _log.error('stop failed: %s', err)
+            handle._stop_outcome, handle._stop_message = outcome, message
         except _ConnectionLostError as exc:
             self._on_connection_lost(str(exc))
         except _MotionError as exc:

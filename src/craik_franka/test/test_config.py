@@ -46,3 +46,17 @@ def test_every_parameter_has_a_description_and_numbers_have_ranges():
 def test_invalid_values_are_refused_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         FrankaControllerConfig(**kwargs)
+
+
+def test_readme_documents_every_parameter_status_and_reason():
+    from craik_interfaces.action import MoveEndEffector
+    from craik_interfaces.msg import ControllerStatus
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    for name, _default, _meta in parameter_specs():
+        assert f'`{name}`' in readme, name
+    constants = [n for n in dir(MoveEndEffector.Result) if n.startswith(('STATUS_', 'REASON_'))]
+    constants += [n for n in dir(ControllerStatus) if n.startswith(('STATE_', 'ERROR_'))]
+    for constant in constants:
+        if constant in ('REASON_NONE', 'ERROR_NONE'):
+            continue
+        assert constant in readme, constant
