@@ -7,8 +7,8 @@ side by side for the model, an action-blind model and a copy-the-last-frame base
   (the model sees only the start frame and the actions);
 - **depth AbsRel**: mean |predicted - true| / true depth over pixels with a depth return;
 - **controllability** (RoboScape): PSNR with the true actions minus PSNR with the action
-  sequences shuffled between windows, at the longest horizon; near 0 means the model ignores
-  its actions;
+  sequences shuffled between windows (of other episodes), at the longest horizon; near 0 means
+  the model ignores its actions;
 - **energy ranking**: with the encoded true frame H steps later as the goal, how often the true
   action sequence gets a lower energy than each of K random sequences drawn uniformly in the
   action bounds (ties count half: 0.5 is chance); ``top1`` is how often it beats all K. Also
@@ -104,8 +104,9 @@ def _evaluate_model(model: WorldModel, batches: Sequence[WindowBatch], config: E
         b = batch.rgb.shape[0]
         z0 = model.encode(batch.rgb[:, 0], batch.depth[:, 0], batch.proprio[:, 0])
         zs = model.rollout(z0, batch.actions)                                   # [B, H, D]
-        # Shuffled actions: every window gets the next window's sequence.
-        zs_shuffled = model.rollout(z0, batch.actions.roll(1, dims=0))
+        # Shuffled actions: every window gets the sequence of the window half a batch away
+        # (windows are spread over the data in order, so that one is from another episode).
+        zs_shuffled = model.rollout(z0, batch.actions.roll(max(1, b // 2), dims=0))
         true_lat = model.encode(batch.rgb[:, 1:].flatten(0, 1), batch.depth[:, 1:].flatten(0, 1),
                                 batch.proprio[:, 1:].flatten(0, 1)).view(b, h_max, -1)
         for h in config.horizons:

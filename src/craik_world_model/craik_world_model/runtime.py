@@ -479,23 +479,26 @@ class TensorRTRuntime(WorldModelRuntime):
 # ---------------------------------------------------------------------------------------------
 
 
-def load_runtime(path: str | os.PathLike[str], backend: str = 'onnxruntime',
-                 **options: Any) -> WorldModelRuntime:
-    """A runtime over an export directory (or, for ``torch``, also a .safetensors model).
+def load_runtime(path: str | os.PathLike[str], backend: str = 'onnxruntime', threads: int = 0,
+                 device: str = 'cpu', compile: bool = False, cache_dir: Path | None = None,
+                 fp16: bool = True, max_batch: int = 1024) -> WorldModelRuntime:
+    """A runtime over an export directory (for ``torch`` also a ``.safetensors`` model file).
 
-    ``options`` go to the backend: ``threads`` (onnxruntime), ``device``/``compile`` (torch),
-    ``cache_dir``/``fp16``/``max_batch`` (tensorrt).
+    ``threads``: CPU threads (onnxruntime intra-op; torch's global pool when > 0; 0 = default);
+    ``device``/``compile``: torch backend; ``cache_dir``/``fp16``/``max_batch``: TensorRT.
     """
     p = Path(path)
     if backend == 'torch':
         model_path = p / MODEL_FILE if p.is_dir() else p
         if p.is_dir():
             read_export(p)  # the same checks as the other backends
-        return TorchRuntime.from_checkpoint(model_path, **options)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        return TorchRuntime.from_checkpoint(model_path, device=device, compile=compile)
     if backend == 'onnxruntime':
-        return OnnxRuntime(p, **options)
+        return OnnxRuntime(p, threads=threads)
     if backend == 'tensorrt':
-        return TensorRTRuntime(p, **options)
+        return TensorRTRuntime(p, cache_dir=cache_dir, fp16=fp16, max_batch=max_batch)
     raise ValueError(f'unknown backend {backend!r} (choose from {", ".join(BACKENDS)})')
 
 
