@@ -41,8 +41,8 @@ KIN = Fr3Kinematics()
 class Client:
     """Test-side ROS node: action client, topic recorders, recover client, spinning in a thread."""
 
-    def __init__(self) -> None:
-        self.node = Node('franka_controller_test_client')
+    def __init__(self, context: rclpy.Context) -> None:
+        self.node = Node('franka_controller_test_client', context=context)
         self.action = ActionClient(self.node, MoveEndEffector, '/franka/move_ee')
         self.recover = self.node.create_client(Trigger, '/franka/recover')
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -58,7 +58,7 @@ class Client:
                                       lambda m: self._add(self.joints, m), qos)
         self.node.create_subscription(PoseStamped, '/franka/ee_pose',
                                       lambda m: self._add(self.poses, m), qos)
-        self.executor = SingleThreadedExecutor()
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
@@ -137,9 +137,10 @@ def rig():
     """franky-sim + franka_controller (subprocesses) + a test client, shared by the module."""
     server = FrankySimServer()
     server.start()
-    rclpy.init()
+    context = rclpy.Context()  # our own, whatever other test modules left initialised
+    rclpy.init(context=context)
     node = start_node(server.hostname)
-    client = Client()
+    client = Client(context)
     try:
         assert client.action.wait_for_server(timeout_sec=30.0), 'action server not discovered'
         client.wait_status(lambda s: s.ready and s.gripper_available, 30.0)
@@ -152,7 +153,7 @@ def rig():
         except subprocess.TimeoutExpired:
             node.kill()
             node.wait(timeout=10)
-        rclpy.shutdown()
+        rclpy.shutdown(context=context)
         server.stop()
 
 
