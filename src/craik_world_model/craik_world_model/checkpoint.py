@@ -6,7 +6,8 @@ state and the step, so a run can resume exactly. Pickled weights (``torch.save``
 ``.pth``, ``.ckpt``, ``.bin``, ``.pkl``) are refused: unpickling runs arbitrary code.
 
 Every directory that holds checkpoints or exports has a ``SHA256SUMS`` manifest (the format of
-``sha256sum``, so ``sha256sum -c SHA256SUMS`` checks it too); loading verifies the file against it.
+``sha256sum``, so ``sha256sum -c SHA256SUMS`` checks it too; mirrored with file sizes in
+``manifest.json``); loading verifies the file against ``SHA256SUMS``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from craik_world_model.model import RGBDEncoder, WorldModel
 
 FORMAT_NAME = 'craik_world_model'
 MANIFEST = 'SHA256SUMS'
+# The same entries as JSON (with sizes), for tools that look for a manifest.json.
+MANIFEST_JSON = 'manifest.json'
 PICKLE_SUFFIXES = ('.pt', '.pth', '.ckpt', '.bin', '.pkl', '.pickle', '.tar')
 
 
@@ -70,11 +73,18 @@ def write_manifest(directory: str | os.PathLike[str], names: list[str] | None = 
     directory = Path(directory)
     entries = {k: v for k, v in read_manifest(directory).items() if (directory / k).is_file()}
     if names is None:
-        names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
+        names = sorted(p.name for p in directory.iterdir()
+                       if p.is_file() and p.name not in (MANIFEST, MANIFEST_JSON)
+                       and not p.name.startswith('.'))
     for name in names:
         entries[name] = sha256_file(directory / name)
     text = ''.join(f'{entries[name]}  {name}\n' for name in sorted(entries))
     _atomic_write(directory / MANIFEST, text.encode())
+    as_json = {'format': 'craik_sha256_manifest', 'format_version': 1,
+               'files': {name: {'sha256': entries[name],
+                                'bytes': (directory / name).stat().st_size}
+                         for name in sorted(entries)}}
+    _atomic_write(directory / MANIFEST_JSON, (json.dumps(as_json, indent=2) + '\n').encode())
     return directory / MANIFEST
 
 

@@ -12,10 +12,11 @@ What the planner uses (all NumPy, float32, SI units)::
 Backends:
 - ``onnxruntime``: the exported ONNX graphs on the CPU (CI, development machines).
 - ``torch``: the PyTorch model, eager or ``torch.compile`` (``compile=True``), CPU or CUDA.
-- ``tensorrt``: FP16 engines built on the target machine from the *same* ONNX files with the
-  TensorRT Python API, cached under ``~/.cache/craik/tensorrt`` keyed by the ONNX file's sha256,
-  the TensorRT version, the GPU and the build settings (a changed model, TensorRT upgrade or
-  another GPU builds a fresh engine). Where TensorRT or CUDA is missing, constructing it raises
+- ``tensorrt``: FP16 engines (TensorRT 8-10; FP32 on TensorRT 11, which dropped the FP16 builder
+  flag) built on the target machine from the *same* ONNX files with the TensorRT Python API,
+  cached under ``~/.cache/craik/tensorrt`` keyed by the ONNX file's sha256, the TensorRT
+  version, the GPU and the build settings (a changed model, TensorRT upgrade or another GPU
+  builds a fresh engine). Where TensorRT or CUDA is missing, constructing it raises
   :class:`BackendUnavailableError` saying which.
 
 Every input is validated: wrong shapes, NaN, and actions outside the action bounds
@@ -345,6 +346,22 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
+def _trt_major(trt: Any) -> int:
+    try:
+        return int(str(trt.__version__).split('.')[0])
+    except ValueError:
+        return 0
+
+
+def tensorrt_fp16_supported(trt: Any) -> bool:
+    """Whether this TensorRT builds FP16 from an FP32 graph via ``BuilderFlag.FP16``.
+
+    TensorRT 8-10 do; TensorRT 11 removed weak typing (an FP16 engine there needs an FP16 ONNX
+    graph), so the engine is built in FP32 (TF32 on Ampere and later) and the log says so.
+    """
+    return hasattr(trt, 'BuilderFlag') and hasattr(trt.BuilderFlag, 'FP16')
+
+
 class _TrtEngine:
     """One ONNX graph as a TensorRT engine (built once, then loaded from the cache)."""
 
@@ -353,6 +370,11 @@ class _TrtEngine:
                  device: torch.device, log: Any) -> None:
         self.trt = trt
         self.device = device
+        if fp16 and not tensorrt_fp16_supported(trt):
+            log(f'tensorrt {trt.__version__}: no FP16 builder flag (strongly typed only); '
+                f'building {onnx_path.name} in FP32')
+            fp16 = False
+        self.fp16 = fp16
         props = torch.cuda.get_device_properties(device)
         key = engine_cache_key(onnx_sha256, trt.__version__, props.name,
                                f'{props.major}.{props.minor}', fp16, profile)
@@ -373,6 +395,9 @@ class _TrtEngine:
             tmp.write_bytes(data)
             os.replace(tmp, self.cache_path)
             engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise BackendUnavailableError(f'tensorrt could not deserialize the engine for '
+                                          f'{onnx_path}')
         self.engine = engine
         self.context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -383,10 +408,10 @@ class _TrtEngine:
     def _build(trt: Any, logger: Any, onnx_path: Path, fp16: bool,
                profile: dict[str, tuple[tuple[int, ...], ...]]) -> bytes:
         builder = trt.Builder(logger)
+        # TensorRT < 10 needs the explicit-batch flag; 10 ignores it and 11 may not have it.
         flags = 0
-        if hasattr(trt, 'NetworkDefinitionCreationFlag') and hasattr(
-                trt.NetworkDefinitionCreationFlag, 'EXPLICIT_BATCH'):
-            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # TensorRT < 10
+        if _trt_major(trt) < 10:
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse(onnx_path.read_bytes()):

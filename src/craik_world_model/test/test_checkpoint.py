@@ -36,6 +36,9 @@ def test_round_trip_with_manifest(tmp_path, tiny_model):
     # sha256sum -c format: "<hex>  <name>"
     line = (tmp_path / MANIFEST).read_text().strip()
     assert line.endswith('  m.safetensors') and len(line.split()[0]) == 64
+    mirror = json.loads((tmp_path / 'manifest.json').read_text())
+    assert mirror['files']['m.safetensors']['sha256'] == line.split()[0]
+    assert mirror['files']['m.safetensors']['bytes'] == path.stat().st_size
 
 
 def test_modified_file_fails_the_checksum(tmp_path, tiny_model):

@@ -222,3 +222,15 @@ def test_tensorrt_matches_eager_pytorch(exported, tmp_path):
     assert all(p.exists() for p in rt.engine_paths)
     rt2 = TensorRTRuntime(out, cache_dir=tmp_path, log=lambda _m: None)
     assert rt2.engine_paths == rt.engine_paths
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager(exported):
+    model, out = exported
+    rt = load_runtime(out, 'torch', compile=True)
+    assert rt.backend == 'torch-compile'
+    rgb, depth, proprio, actions = _inputs(model.config)
+    z0_e, goal_e, e_e, fin_e, _, _ = _eager(model, rgb, depth, proprio, actions, rgb)
+    energies, finals = rt.rollout(z0_e, goal_e, actions)
+    np.testing.assert_allclose(energies, e_e, atol=ATOL)
+    np.testing.assert_allclose(finals, fin_e, atol=ATOL)
