@@ -99,7 +99,8 @@ class RecordingWriter:
     Use as a context manager; :meth:`write` adds one pair. Frame ``n`` gets frame number ``n``
     and timestamp ``n * 1000 / fps`` ms (see the module docstring for why the origin is 0).
     With ``pace`` (default), :meth:`write` waits until frame ``n`` is due at the camera's rate,
-    so that the recording plays back in real time at that rate.
+    so that the recording plays back in real time at that rate; frames written late are
+    spaced by at least one frame period, never in a burst.
     """
 
     def __init__(self, path: str | os.PathLike[str], camera: SyntheticCamera,
@@ -174,6 +175,10 @@ class RecordingWriter:
             delay = self._start + timestamp / 1000.0 - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            else:
+                # Late (slow caller, busy machine): shift the schedule rather than catch up
+                # with a burst, which playback would partly drop.
+                self._start -= delay
         for (sensor, profile), pixels, bpp in ((self._sensors[0], depth_raw, 2),
                                               (self._sensors[1], color, 3)):
             frame = rs.software_video_frame()

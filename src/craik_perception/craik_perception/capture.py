@@ -201,6 +201,9 @@ class CaptureThread:
             except EndOfRecording as err:
                 self._emit(CaptureState.FINISHED, str(err), Level.OK)
                 return False
+            except RecordingError as err:
+                self._emit(CaptureState.FAILED, str(err), Level.ERROR)
+                return False
             except (DeviceError, RealSenseError, RuntimeError) as err:
                 self.restarts += 1
                 self._emit(CaptureState.RESTARTING, f'{err}; restarting the pipeline',

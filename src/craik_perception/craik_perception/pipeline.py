@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 import pyrealsense2 as rs
 
-from craik_perception.image_conversion import Intrinsics, depth_to_millimetres
+from craik_perception.image_conversion import (
+    Intrinsics,
+    UnsupportedDistortionError,
+    camera_info_from_intrinsics,
+    depth_to_millimetres,
+)
 from craik_perception.profiles import (
     COLOR_FORMATS,
     DEPTH_FORMATS,
@@ -31,8 +36,10 @@ from craik_perception.profiles import (
     select_profile,
 )
 
-# Waiting for frames is sliced so that the end of a recording is noticed promptly.
+# Waiting for frames is sliced so that the end of a recording is noticed promptly; the end is
+# declared after this many empty slices in a row with playback stopped.
 _WAIT_SLICE_S = 0.1
+_END_SLICES = 3
 
 
 class RealSenseError(RuntimeError):
@@ -241,6 +248,9 @@ class RealSenseSource:
         self._info: StreamInfo | None = None
         self._last_color: tuple[int, float] | None = None
         self._sync_tolerance_ms = 0.0
+        self._frames_seen = 0
+        self._stopped_slices = 0
+        self._opened_at = 0.0
         self.counters = SourceCounters()
 
     @property
@@ -315,12 +325,22 @@ class RealSenseSource:
             self.close()
             raise DeviceError(f'cannot query the started streams of {cfg.describe_source()}: '
                               f'{_reason(err)}') from err
+        try:
+            # Streams whose distortion no ROS camera model represents cannot be published.
+            camera_info_from_intrinsics(self._info.color_intrinsics)
+            camera_info_from_intrinsics(self._info.output_depth_intrinsics)
+        except UnsupportedDistortionError:
+            self.close()
+            raise
         self._filters = [{'spatial': rs.spatial_filter, 'temporal': rs.temporal_filter,
                           'hole_filling': rs.hole_filling_filter}[name]()
                          for name in cfg.filters.enabled]
         self._align = rs.align(rs.stream.color) if cfg.align_depth else None
         self._sync_tolerance_ms = 500.0 / min(color.fps, depth.fps) + 1.0
         self._last_color = None
+        self._frames_seen = 0
+        self._stopped_slices = 0
+        self._opened_at = time.monotonic()
         return self._info
 
     def _resolve_recording(self, pipeline: Any, rs_config: Any) -> tuple[Any, DeviceDescription]:
@@ -400,13 +420,35 @@ class RealSenseSource:
                 raise DeviceError(f'{self.config.describe_source()} failed while streaming: '
                                   f'{_reason(err)}') from err
             if not ok:
-                if (self._playback is not None and
-                        self._playback.current_status() == rs.playback_status.stopped):
-                    raise EndOfRecording(f'recording {self.config.rosbag_filename} ended')
+                if self._playback is not None:
+                    self._check_end_of_recording()
                 continue
+            self._stopped_slices = 0
             bundle = self._process(frames)
             if bundle is not None:
+                self._frames_seen += 1
                 return bundle
+
+    def _check_end_of_recording(self) -> None:
+        """After an empty wait: raise EndOfRecording once playback has really stopped.
+
+        The status reads 'stopped' before playback has started, and a looping recording
+        passes through it while it rewinds; so only several empty waits in a row in that state,
+        after frames were delivered, mean the end.
+        """
+        if self.config.rosbag_loop:
+            return
+        if self._playback.current_status() != rs.playback_status.stopped:
+            self._stopped_slices = 0
+            return
+        self._stopped_slices += 1
+        if self._stopped_slices < _END_SLICES:
+            return
+        if self._frames_seen:
+            raise EndOfRecording(f'recording {self.config.rosbag_filename} ended')
+        if time.monotonic() - self._opened_at > max(5.0, self.config.frame_timeout):
+            raise RecordingError(f'recording {self.config.rosbag_filename} ended without a '
+                                 f'single synchronised colour + depth frame')
 
     def _process(self, frames: Any) -> FrameBundle | None:
         color = frames.get_color_frame()

@@ -26,6 +26,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -338,7 +339,8 @@ def main(args: list[str] | None = None) -> None:
         node = RealSenseNode()
         node.get_logger().info(dds_note)
         rclpy.spin(node)
-    except ValueError as err:
+    except (ValueError, ParameterException) as err:
+        # ParameterException: a value of the wrong type or outside the declared range.
         print(f'realsense: invalid parameter: {err}', file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, ExternalShutdownException):

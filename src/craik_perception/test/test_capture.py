@@ -46,6 +46,7 @@ class World:
         self.opened = 0
         self.closed = 0
         self.frames_left = None          # None = endless; else frames until EndOfRecording
+        self.read_error = None           # raised by read() when set
         self.n = 0
 
     def factory(self):
@@ -61,6 +62,8 @@ class World:
                 return INFO
 
             def read(self, timeout_s):
+                if world.read_error is not None:
+                    raise world.read_error
                 if world.frames_left == 0:
                     raise EndOfRecording('recording x.db3 ended')
                 if world.stalled or not world.connected:
@@ -189,6 +192,17 @@ def test_unfixable_errors_fail_without_retrying(run, error):
     assert len(failed) == 1 and failed[0].level == Level.ERROR
     assert failed[0].message == str(error)
     assert not thread.running
+
+
+def test_a_recording_failing_mid_stream_is_not_retried(run):
+    world = World()
+    thread, rec = run(world, is_playback=True)
+    assert rec.wait_for(lambda r: len(r.frames) >= 2)
+    world.read_error = RecordingError('recording x.db3 ended without a single frame')
+    assert rec.wait_for(lambda r: CaptureState.FAILED in r.states())
+    assert rec.wait_for(lambda r: not thread.running)
+    assert world.opened == 1
+    assert rec.events[-1].message == 'recording x.db3 ended without a single frame'
 
 
 def test_end_of_recording_finishes(run):

@@ -212,15 +212,29 @@ def test_recording_is_published_like_the_driver(box_recording, listener, run_nod
     stamps = np.array([stamp_to_ns(m.header.stamp) for _, m in color])
     received = np.array([t for t, _ in color])
     assert np.all(np.diff(stamps) > 0)
-    assert np.median(np.diff(stamps)) / 1e6 == pytest.approx(1000 / 30, abs=2.0)
+    # Spaced by whole frame periods of the recording (more than one where a loaded machine
+    # skipped frames), apart from the few where the clock offset estimate moved.
+    periods = np.diff(stamps) / 1e6 / (1000 / 30)
+    on_grid = np.abs(periods - np.round(periods)) * (1000 / 30) <= 2.0
+    assert on_grid.mean() >= 0.8, np.round(periods, 2)
     assert np.all(stamps <= received)
     assert sum(s in depth for s in stamps) >= 0.9 * len(stamps)
 
-    # Diagnostics: OK, with the measured rate of each stream.
-    status = _status_with(listener, DiagnosticStatus.OK, 'streaming')
+    # Diagnostics: the rate of each stream as the node measures it agrees with what arrived
+    # here, and the level follows it (OK at >= 80 % of 30 Hz, else WARN 'low frame rate': on
+    # an overloaded machine the node cannot always keep up with real-time playback).
+    received_hz = (len(color) - 1) / ((received[-1] - received[0]) / 1e9)
+    status = [s for s in listener.statuses() if s.level in (DiagnosticStatus.OK,
+                                                            DiagnosticStatus.WARN)][-1]
     values = {kv.key: kv.value for kv in status.values}
-    assert float(values['color rate (Hz)']) >= 24.0
-    assert float(values['aligned depth rate (Hz)']) >= 24.0
+    color_hz = float(values['color rate (Hz)'])
+    assert 0.5 * received_hz <= color_hz <= 1.5 * received_hz + 1.0
+    assert abs(float(values['aligned depth rate (Hz)']) - color_hz) <= 0.3 * color_hz + 1.0
+    if color_hz >= 24.0:
+        assert status.level == DiagnosticStatus.OK and status.message == 'streaming'
+    else:
+        assert status.level == DiagnosticStatus.WARN and 'low frame rate' in status.message
+    assert values['state'] == 'streaming'
     assert values['serial'] == box_recording.camera.serial
     assert values['color profile'] == '640x480@30 rgb8'
     assert status.hardware_id == box_recording.camera.serial
@@ -248,8 +262,12 @@ def test_unavailable_profile_lists_the_supported_ones(box_recording, listener, r
     node.stop()
 
 
-def test_invalid_parameter_stops_the_node_with_the_reason(run_node):
-    node = run_node(**{'rgb_camera.color_profile': 'full-hd'})
+@pytest.mark.parametrize('name, value', [('rgb_camera.color_profile', 'full-hd'),
+                                         ('frame_timeout', '0.01'),     # below its range
+                                         ('reconnect_delay', '2')])     # int, not double
+def test_invalid_parameter_stops_the_node_with_the_reason(run_node, name, value):
+    node = run_node(**{name: value})
     assert node.proc.wait(timeout=30) == 2
     node.stop()
-    assert 'rgb_camera.color_profile' in node.log()
+    assert 'invalid parameter' in node.log() and name in node.log()
+    assert 'Traceback' not in node.log()
