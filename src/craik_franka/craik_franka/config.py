@@ -46,6 +46,9 @@ class FrankaControllerConfig:
         0.05, 10.0)
     reconnect_backoff_max: float = _param(5.0, 'longest delay between reconnection attempts',
                                           0.1, 60.0)
+    state_timeout: float = _param(
+        0.3, 'during a motion, no new robot state for this long counts as a lost connection '
+        "(libfranka's own receive timeout is 1 s)", 0.05, 1.0)
     # ---- timing ----
     monitor_rate: float = _param(
         200.0, 'rate at which motion errors are polled and the robot state is read (Hz)',

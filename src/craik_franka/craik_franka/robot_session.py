@@ -263,6 +263,9 @@ class RobotSession:
         self._next_connect = 0.0
         self._rejected = 0
         self._last_rejection = ''
+        self._stalled = False  # in motion, but no new robot state for state_timeout
+        self._last_robot_time = -1.0
+        self._last_progress = 0.0
         self._threads: list[threading.Thread] = []
 
         self._gripper_cv = threading.Condition()
@@ -329,7 +332,8 @@ class RobotSession:
                         and float(np.linalg.norm(reading.ee_velocity)) > _SETTLED_SPEED)
             return Snapshot(
                 stamp=self._reading_stamp, state=self._state,
-                connected=self._robot is not None, moving=self._in_motion or settling,
+                connected=self._robot is not None and not self._stalled,
+                moving=self._in_motion or settling,
                 reading=self._reading, gripper_available=self._g.available,
                 gripper_width=self._g.width,
                 active_source=active.source if active is not None else '',
@@ -413,7 +417,7 @@ class RobotSession:
     # ---- internals: commands ------------------------------------------------------------------
 
     def _refuse_reason(self, command: MotionCommand) -> Rejection | None:
-        if self._robot is None:
+        if self._robot is None or self._stalled:
             return Rejection(Reason.NOT_CONNECTED, self._fault_reason or 'robot not connected')
         if self._state in (SessionState.FAULTED, SessionState.RECOVERING,
                            SessionState.DISCONNECTED):
@@ -718,6 +722,8 @@ class RobotSession:
                 self._in_motion = False
                 if self._state == SessionState.MOVING:
                     self._state = SessionState.IDLE
+            if self._watch_stall(reading):
+                return
             if (not self._in_motion and self._state in (SessionState.IDLE, SessionState.MOVING)
                     and (reading.errors or reading.robot_mode in ('Reflex', 'UserStopped'))):
                 self._on_idle_fault(reading)
@@ -725,6 +731,42 @@ class RobotSession:
             handle = self._active
             if handle is not None and not handle.done():
                 self._progress(handle, reading, finished)
+
+    def _watch_stall(self, reading: Reading) -> bool:
+        """Whether the robot stopped talking during a motion (True: skip the rest of the tick).
+
+        While a motion runs the robot sends a state every millisecond and franky returns the
+        newest; libfranka itself gives up only after a 1 s receive timeout. A robot clock that
+        stands still for state_timeout already means the link (or the robot) is gone: the
+        running command is aborted and commands are refused at once. If states resume instead
+        (a stall), the arm is brought to rest, since its command was aborted.
+        """
+        now = time.monotonic()
+        if not self._in_motion or reading.robot_time != self._last_robot_time:
+            self._last_robot_time = reading.robot_time
+            self._last_progress = now
+            if self._stalled:
+                self._stalled = False
+                self._state = SessionState.MOVING if self._in_motion else SessionState.IDLE
+                self._fault_reason = ''
+                _log.warning('robot states resumed after a stall')
+                if self._in_motion:
+                    try:
+                        self._command_hold(None, Outcome.CANCELED, 'stall')
+                    except (_GuardError, _ConnectionLostError, _MotionError) as exc:
+                        _log.error('could not hold after the stall: %s', exc)
+            return False
+        if not self._stalled and now - self._last_progress > self.config.state_timeout:
+            self._stalled = True
+            message = (f'robot connection lost: no robot state for '
+                       f'{now - self._last_progress:.2f} s during a motion')
+            self._record(ErrorCode.CONNECTION_LOST, message)
+            self._abort_active(message)
+            self._state = SessionState.DISCONNECTED
+            self._fault_reason = (f'{message}; reconnecting once the connection times out '
+                                  '(or resuming if the robot answers again)')
+            _log.error(self._fault_reason)
+        return self._stalled
 
     def _progress(self, handle: MotionHandle, reading: Reading, finished: bool) -> None:
         # Motion timeouts run on the robot clock: the motion itself does, and franky-sim on a
@@ -782,6 +824,7 @@ class RobotSession:
     def _drop_connection(self) -> None:
         self._robot = None
         self._in_motion = False
+        self._stalled = False
         with self._gripper_io:
             self._gripper = None
         with self._gripper_cv:

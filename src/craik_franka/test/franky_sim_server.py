@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 import random
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -122,6 +123,16 @@ class FrankySimServer:
         except (OSError, subprocess.TimeoutExpired):
             pass
         self.kill()
+
+    def pause(self, seconds: float) -> None:
+        """Freeze the server (SIGSTOP) for a while: the robot stops talking, then resumes."""
+        if self._proc is None:
+            raise RuntimeError('franky-sim server is not running')
+        os.kill(self._proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self._proc.pid, signal.SIGCONT)
 
     def inject_fault(self, *error_names: str) -> None:
         """Raise a reflex with these libfranka error flags (see module docstring)."""

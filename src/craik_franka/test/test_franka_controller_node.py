@@ -351,7 +351,8 @@ def test_lost_robot_aborts_within_2s_and_the_node_reconnects(rig):
     assert status.last_error_code == ControllerStatus.ERROR_CONNECTION_LOST
     rejected = client.result(client.send(goal(Goal.MODE_RELATIVE, (0, 0, 0.01)))).result
     assert rejected.status == Result.STATUS_REJECTED
-    assert rejected.reason == Result.REASON_NOT_CONNECTED and 'reconnecting' in rejected.message
+    assert rejected.reason == Result.REASON_NOT_CONNECTED
+    assert 'connection lost' in rejected.message and 'reconnecting' in rejected.message
     server.start()
     status = client.wait_status(lambda s: s.ready, 30.0)
     assert status.reconnects == reconnects + 1

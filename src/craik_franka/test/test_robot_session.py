@@ -206,13 +206,28 @@ def test_killed_robot_aborts_the_goal_within_2s_and_the_session_reconnects(sessi
     assert snap.state == SessionState.DISCONNECTED and not snap.connected
     rejection = session.submit(MotionCommand(0, (0.0, 0.01, 0.0)), 'test')
     assert isinstance(rejection, Rejection) and rejection.reason == Reason.NOT_CONNECTED
-    assert 'reconnecting' in rejection.message
+    assert 'connection lost' in rejection.message and 'reconnecting' in rejection.message
     sim_server.start()
     assert session.wait_until_ready(30.0), session.snapshot().fault_reason
     assert session.snapshot().reconnects == 1
     handle = submit(session, (0.0, 0.0, -0.02))
     assert finish(handle) == Outcome.SUCCEEDED, handle.message
     assert wait_for(lambda: session.snapshot().gripper_available, 10.0)
+
+
+def test_a_stalled_robot_aborts_the_goal_and_the_session_resumes(session, sim_server):
+    handle = submit(session, (0.0, 0.05, 0.0), dynamics_factor=0.1)
+    time.sleep(0.2)
+    sim_server.pause(0.6)  # below libfranka's 1 s timeout: a stall, not (yet) a lost link
+    assert handle.wait(2.0)
+    assert handle.outcome == Outcome.ROBOT_FAULT and 'connection lost' in handle.message
+    assert session.wait_until_ready(30.0), session.snapshot().fault_reason
+    assert wait_for(lambda: not session.snapshot().moving, 10.0)
+    held = position(session)
+    time.sleep(0.5)
+    assert np.linalg.norm(position(session) - held) < 1e-3
+    handle = submit(session, (0.0, 0.0, -0.02))
+    assert finish(handle) == Outcome.SUCCEEDED, handle.message
 
 
 def test_lost_connection_is_detected_while_idle(session, sim_server):
