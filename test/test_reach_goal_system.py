@@ -105,3 +105,27 @@ def test_cancel_mid_episode_holds_the_arm(lab):
     held = _ee(client)
     time.sleep(2.0)
     assert np.linalg.norm(_ee(client) - held) < 0.003, 'the arm did not hold after cancel'
+
+
+def test_reset_while_moving_leaves_the_controller_ready_for_the_next_goal(lab):
+    graph, client = lab
+    _planner(graph, client, backend='oracle', oracle_task='reach')
+    reset = client.reset('reach', 21)
+    handle, run = client.send_goal(ReachGoal.Goal(goal_image=reset.goal_image, max_steps=40))
+    deadline = time.monotonic() + 60
+    while len(run.feedback) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The simulator's reset preempts the running franky motion (libfranka reports it as a
+    # preempted move, without error flags): not a robot fault.
+    reset = client.reset('reach', 22)
+    client._wait(handle.get_result_async(), 60.0, 'result of the interrupted goal')
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (client.status and client.status.ready):
+        time.sleep(0.05)
+    assert client.status.ready, client.status.fault_reason
+    start = _goal_distance(client)
+    run = client.reach_goal(ReachGoal.Goal(goal_image=reset.goal_image, max_steps=6))
+    time.sleep(0.5)
+    assert run.result.status in (Result.STATUS_REACHED, Result.STATUS_MAX_STEPS), \
+        run.result.message
+    assert _goal_distance(client) < start - 0.02

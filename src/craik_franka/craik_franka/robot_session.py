@@ -844,10 +844,30 @@ class RobotSession:
 
     def _on_motion_error(self, fault: Fault) -> None:
         self._in_motion = False
+        if self._externally_preempted(fault):
+            # Another command source took over (a simulator reset, Desk, a second client):
+            # the motion ended, but the robot has no error to clear and nothing to recover.
+            self._record(_ERROR_OF_FAULT[fault.kind], fault.message)
+            self._abort_active(f'motion preempted outside this controller: {fault.message}')
+            _log.warning('motion preempted outside this controller: %s', fault.message)
+            self._state = SessionState.IDLE
+            return
         self._record(_ERROR_OF_FAULT[fault.kind], fault.message)
         self._abort_active(f'robot fault: {fault.message}')
         _log.error('motion aborted: %s', fault.message)
         self._handle_fault(fault)
+
+    def _externally_preempted(self, fault: Fault) -> bool:
+        """A 'Move command preempted' with no error flags while the robot is not in reflex."""
+        if fault.kind != FaultKind.CONTROL or fault.errors:
+            return False
+        if 'preempted' not in fault.message.lower():
+            return False
+        try:
+            reading = self._read()
+        except Exception:  # noqa: BLE001 (unknown robot state: treat it as a fault)
+            return False
+        return not reading.errors and reading.robot_mode not in ('Reflex', 'UserStopped')
 
     def _on_idle_fault(self, reading: Reading) -> None:
         kind = FaultKind.USER_STOPPED if reading.robot_mode == 'UserStopped' else FaultKind.CONTROL

@@ -352,15 +352,19 @@ class MpcPlannerNode(Node):
                 energy: float) -> ReachGoal.Result:
         result = Result(status=status, message=message, steps=steps,
                         final_energy=float(energy) if np.isfinite(energy) else float('nan'))
+        if goal_handle.is_active:
+            if status == Result.STATUS_REACHED:
+                goal_handle.succeed()
+            elif status == Result.STATUS_CANCELED and goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+        # rclpy refuses one call site logging at two severities: one call per severity.
+        text = f'goal ended: status {status}, {steps} steps: {message}'
         if status == Result.STATUS_REACHED:
-            goal_handle.succeed()
-        elif status == Result.STATUS_CANCELED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
+            self.get_logger().info(text)
         else:
-            goal_handle.abort()
-        level = self.get_logger().info if status == Result.STATUS_REACHED else \
-            self.get_logger().warning
-        level(f'goal ended: status {status}, {steps} steps: {message}')
+            self.get_logger().warning(text)
         return result
 
     def _execute(self, goal_handle: ServerGoalHandle) -> ReachGoal.Result:
