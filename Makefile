@@ -26,7 +26,7 @@ demo: setup
 
 lint: setup
 	@echo "[lint] ruff"
-	@$(ENV) ruff check src test bench scripts conftest.py
+	@$(ENV) ruff check src test bench launch conftest.py
 
 typecheck: setup
 	@echo "[typecheck] mypy (ROS-free libraries)"
