@@ -5,8 +5,11 @@ subscriber's callback in another process; "delivered" is the share of the frames
 after discovery that reached the subscriber. The subscriber is a plain rclpy node with typed
 subscriptions and the sensor-data QoS, the same for every variant. Publisher variants:
 
-* ``plain_color``: the baseline of ENVIRONMENT.md, a plain rclpy publisher that fills
-  ``msg.data = array.tobytes()``, colour only, Fast DDS defaults;
+* ``plain_color_reliable``: the baseline as ENVIRONMENT.md measured it (we assume with the
+  default reliable QoS, which is what reproduces its ~100 % delivery): a plain rclpy publisher
+  filling ``msg.data = array.tobytes()``, colour only, Fast DDS defaults, reliable QoS (depth
+  10) on both sides;
+* ``plain_color``: the same with the sensor-data QoS (best effort) of the camera topics;
 * ``plain_color_depth``: the same with the 16UC1 depth image too;
 * ``nocopy_color_depth``: craik_perception.ros_image.fill_image (the numpy buffer goes into the
   message without the two Python-side copies), Fast DDS defaults;
@@ -40,8 +43,9 @@ import numpy as np
 WIDTH, HEIGHT, FPS = 640, 480, 30
 COLOR_TOPIC = '/camera/camera/color/image_raw'
 DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
-SYNTHETIC = ('plain_color', 'plain_color_depth', 'nocopy_color_depth', 'profile_color_depth',
-             'craik_color_depth')
+RELIABLE_TOPIC = '/bench_camera/reliable/color/image_raw'
+SYNTHETIC = ('plain_color_reliable', 'plain_color', 'plain_color_depth', 'nocopy_color_depth',
+             'profile_color_depth', 'craik_color_depth')
 VARIANTS = SYNTHETIC + ('node_playback',)
 SETTLE_S = 1.0          # after the subscriber is matched, before frames count
 RECORDING_FRAMES = 90   # 3 s loop for node_playback
@@ -80,9 +84,12 @@ def publisher_main(variant: str, seconds: float) -> None:
 
     rclpy.init()
     node = Node('bench_camera_publisher')
-    with_depth = variant != 'plain_color'
+    with_depth = variant not in ('plain_color', 'plain_color_reliable')
     nocopy = variant in ('nocopy_color_depth', 'craik_color_depth')
-    pubs = [node.create_publisher(Image, COLOR_TOPIC, qos_profile_sensor_data)]
+    if variant == 'plain_color_reliable':
+        pubs = [node.create_publisher(Image, RELIABLE_TOPIC, 10)]
+    else:
+        pubs = [node.create_publisher(Image, COLOR_TOPIC, qos_profile_sensor_data)]
     if with_depth:
         pubs.append(node.create_publisher(Image, DEPTH_TOPIC, qos_profile_sensor_data))
     rng = np.random.default_rng(0)
@@ -138,12 +145,14 @@ class Subscriber:
         from sensor_msgs.msg import Image
 
         self.node = Node('bench_camera_subscriber')
-        self.records: dict[str, list[tuple[int, int]]] = {'color': [], 'depth': []}
+        self.records: dict[str, list[tuple[int, int]]] = {'color': [], 'depth': [],
+                                                          'reliable': []}
         self.diagnostics: list[tuple[int, int]] = []       # (stamp_ns, frames published)
         self.node.create_subscription(Image, COLOR_TOPIC, self._callback('color'),
                                       qos_profile_sensor_data)
         self.node.create_subscription(Image, DEPTH_TOPIC, self._callback('depth'),
                                       qos_profile_sensor_data)
+        self.node.create_subscription(Image, RELIABLE_TOPIC, self._callback('reliable'), 10)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
@@ -214,8 +223,11 @@ def _run_synthetic(sub: Subscriber, variant: str, seconds: float) -> dict[str, A
         raise RuntimeError(f'publisher {variant} failed:\n{proc.stderr[-2000:]}')
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     time.sleep(0.2)
-    records = {'color': list(sub.records['color'])}
-    if variant != 'plain_color':
+    if variant == 'plain_color_reliable':
+        records = {'color': list(sub.records['reliable'])}
+    else:
+        records = {'color': list(sub.records['color'])}
+    if variant not in ('plain_color', 'plain_color_reliable'):
         records['depth'] = list(sub.records['depth'])
     result = _analyse(records, report['published'])
     result['publish_call_ms_median'] = round(report['publish_ms_median'], 3)
