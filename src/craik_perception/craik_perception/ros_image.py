@@ -5,7 +5,7 @@ Where rclpy copies an image on the way out (measured in bench/bench_camera.py):
 1. ``array.tobytes()``: a copy into a ``bytes`` object;
 2. the ``Image.data`` setter: ``array.array('B', value)``, a second copy; for anything but
    bytes/bytearray/list (a numpy array, a memoryview) it iterates element by element, about
-   80 ms for a 640x480 rgb8 frame;
+   100 ms for a 640x480 rgb8 frame;
 3. ``publish()``: the C extension copies the Python buffer into the C message;
 4. the rmw serialises the C message into the DDS payload.
 
