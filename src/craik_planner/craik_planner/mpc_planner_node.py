@@ -74,7 +74,7 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'max_steps': (40, 'default step limit of a goal (0 in a goal uses it)', (1, 10000)),
     'goal_timeout': (120.0, 'default wall-clock limit of a goal, s', (1.0, 3600.0)),
     'max_observation_age': (0.5, 'observations older than this are refused, s', (0.01, 10.0)),
-    'observation_wait': (2.0, 'how long to wait for a fresh observation before failing the '
+    'observation_wait': (5.0, 'how long to wait for a fresh observation before failing the '
                          'goal, s', (0.1, 60.0)),
     'dynamics_factor': (0.0, 'dynamics factor sent with each target (0 = controller default)',
                         (0.0, 1.0)),
@@ -276,8 +276,10 @@ class MpcPlannerNode(Node):
         with self._lock:
             color, depth, ee, joints = (self._latest.color, self._latest.depth, self._latest.ee,
                                         self._latest.joints)
-        if color is None or ee is None:
-            return 'no camera frame or end-effector pose received yet'
+        if color is None:
+            return f'no camera frame received yet on {COLOR_TOPIC}'
+        if ee is None:
+            return 'no end-effector pose received yet on /franka/ee_pose'
         now = self._now_s()
         max_age = self.p('max_observation_age')
         for what, msg in (('colour frame', color), ('end-effector pose', ee)):
@@ -333,10 +335,16 @@ class MpcPlannerNode(Node):
         goal_handle.execute()
 
     def _hold(self) -> None:
-        """Stop streaming and pin the target to where the arm is (the controller holds)."""
-        obs = self._observation()
-        if isinstance(obs, Observation):
-            self._send_target(obs.ee_position, None)
+        """Stop streaming and pin the target to where the arm is (the controller holds).
+
+        Only the robot's own pose is used: a late camera frame must never keep the arm moving.
+        Without any pose the controller still holds once the stream goes stale.
+        """
+        with self._lock:
+            ee = self._latest.ee
+        if ee is not None:
+            p = ee.pose.position
+            self._send_target(np.array([p.x, p.y, p.z]), None)
 
     def _send_target(self, position: np.ndarray, gripper: float | None) -> None:
         msg = CartesianTarget()
