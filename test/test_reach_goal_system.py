@@ -103,7 +103,11 @@ def test_cancel_mid_episode_holds_the_arm(lab):
     client._wait(handle.cancel_goal_async(), 30.0, 'cancel')
     result = client._wait(handle.get_result_async(), 60.0, 'result').result
     assert result.status == Result.STATUS_CANCELED
-    time.sleep(1.5)                       # the arm brakes to a stop
+    # The arm brakes to a stop (in simulated time, which may run slower than real time).
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (client.status.moving or client.status.ee_speed > 1e-3):
+        time.sleep(0.05)
+    assert not client.status.moving, 'the arm is still moving 15 s after cancel'
     held = _ee(client)
     time.sleep(2.0)
     assert np.linalg.norm(_ee(client) - held) < 0.003, 'the arm did not hold after cancel'
