@@ -289,7 +289,6 @@ class RealSenseSource:
             color = select_profile('color', cfg.color_profile, offered, COLOR_FORMATS, source)
             depth = select_profile('depth', cfg.depth_profile, offered, DEPTH_FORMATS, source)
             self._apply_depth_units(device, source)
-            del device          # a playback device keeps the file open
             rs_config.enable_stream(rs.stream.color, color.width, color.height,
                                     getattr(rs.format, color.format), color.fps)
             rs_config.enable_stream(rs.stream.depth, depth.width, depth.height,
@@ -355,6 +354,10 @@ class RealSenseSource:
         except RuntimeError as err:
             raise RecordingError(f'cannot read recording {path} (corrupt or not a librealsense '
                                  f'recording): {_reason(err)}') from err
+        # Before start: the pipeline plays this same device, and in the moments between
+        # start() and a later set_real_time(False) real-time playback would already drop the
+        # frames nobody reads yet (measured: 16 of 30 frames left after a 0.5 s delay).
+        device.as_playback().set_real_time(self.config.rosbag_real_time)
         return device, describe_device(device, str(path))
 
     def _resolve_camera(self, context: Any, rs_config: Any) -> tuple[Any, DeviceDescription]:
