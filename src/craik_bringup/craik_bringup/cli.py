@@ -31,6 +31,8 @@ COMMANDS: dict[str, Command] = {
     'wm-eval': Command('evaluate a world model (held-out)', 'craik_world_model.evaluate'),
     'wm-export': Command('export a world model to ONNX', 'craik_world_model.export'),
     'wm-convert': Command('rosbag2 MCAP to episodes', 'craik_world_model.mcap_convert'),
+    'record-synthetic': Command('write a RealSense recording of a synthetic scene (tests, demos)',
+                                'craik_perception.record_synthetic'),
     'demo': Command('run the simulated lab and a few goal-image episodes (make demo)',
                     'craik_bringup.demo'),
     'eval': Command('closed-loop evaluation: learned model vs random shooting vs oracle',

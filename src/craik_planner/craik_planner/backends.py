@@ -32,9 +32,9 @@ class WorldModelBackend:
     def load(cls, model_dir: str, runtime: str = 'onnxruntime', threads: int = 0
              ) -> WorldModelBackend:
         """Open an exported model directory with the named runtime backend."""
-        from craik_world_model import runtime as wm_runtime
+        from craik_world_model.runtime import load_runtime
 
-        return cls(wm_runtime.load_runtime(model_dir, backend=runtime, threads=threads))
+        return cls(load_runtime(model_dir, backend=runtime, threads=threads))
 
     def encode_goal(self, rgb: npt.NDArray[np.uint8],
                     depth_m: npt.NDArray[np.float32] | None) -> FloatArray:
