@@ -18,11 +18,11 @@ import pytest
 # Linux allows domains 0..101 with the default port mapping; 0 is what an interactive session
 # uses, so tests stay away from it.
 _DOMAIN_RANGE = range(1, 102)
-_domain_lock: IO[str] | None = None
+# Locks of the domains this process holds (released when the process exits).
+_domain_locks: list[IO[str]] = []
 
 
 def _reserve_ros_domain() -> int:
-    global _domain_lock
     lock_dir = Path(tempfile.gettempdir()) / 'craik-ros-domains'
     lock_dir.mkdir(exist_ok=True)
     start = os.getpid() % len(_DOMAIN_RANGE)
@@ -34,7 +34,7 @@ def _reserve_ros_domain() -> int:
         except BlockingIOError:
             handle.close()
             continue
-        _domain_lock = handle
+        _domain_locks.append(handle)
         return domain
     raise RuntimeError('all ROS domains 1..101 are held by other test processes')
 
@@ -48,6 +48,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ['ROS_DOMAIN_ID'] = str(_reserve_ros_domain())
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('MUJOCO_GL', 'egl')
+
+
+@pytest.fixture(scope='module')
+def fresh_ros_domain() -> int:
+    """Another ROS domain, reserved for this process like its own.
+
+    For a node graph that must not share DDS state with what earlier tests in this process
+    left behind (e.g. shared-memory segments of processes they killed). Subprocesses started
+    in it need ROS_DOMAIN_ID set to it explicitly.
+    """
+    return _reserve_ros_domain()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -20,12 +20,14 @@ MODEL_DIR = workspace_root() / 'models' / 'craik_wm_cpu'
 
 
 @pytest.fixture(scope='module')
-def lab(tmp_path_factory):
-    nodes = sim_graph(private_robot_ip())
+def lab(tmp_path_factory, fresh_ros_domain):
+    # A domain of its own: earlier tests in this process kill DDS participants, whose leftover
+    # shared-memory segments must not touch this graph.
+    nodes = sim_graph(private_robot_ip(fresh_ros_domain))
     nodes.pop()   # the planner is started per test with its backend
-    graph = Graph(nodes, tmp_path_factory.mktemp('graph_logs'))
+    graph = Graph(nodes, tmp_path_factory.mktemp('graph_logs'), domain_id=fresh_ros_domain)
     graph.start()
-    client = SimClient('system_test_client')
+    client = SimClient('system_test_client', domain_id=fresh_ros_domain)
     try:
         yield graph, client
     finally:

@@ -82,8 +82,12 @@ class Graph:
     """Running node processes; a context manager that always stops them."""
 
     def __init__(self, nodes: list[NodeSpec], log_dir: Path, config_dir: Path | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None,
+                 domain_id: int | None = None) -> None:
         self.nodes = nodes
+        self.env = dict(os.environ)
+        if domain_id is not None:
+            self.env['ROS_DOMAIN_ID'] = str(domain_id)
         self.log_dir = log_dir
         self.config_dir = config_dir or workspace_root() / 'config'
         self.say = say or (lambda msg: None)
@@ -99,7 +103,7 @@ class Graph:
         self.say(f'starting {spec.node_name} (log: {self.log_dir / spec.node_name}.log)')
         self.processes[spec.node_name] = subprocess.Popen(
             spec.command(self.config_dir), stdout=log, stderr=subprocess.STDOUT,
-            cwd=workspace_root(), start_new_session=True)
+            cwd=workspace_root(), start_new_session=True, env=self.env)
 
     def check_alive(self) -> None:
         """Raise :class:`GraphError` naming any node that has exited."""
@@ -144,10 +148,11 @@ class Graph:
         self.stop()
 
 
-def private_robot_ip() -> str:
-    """A loopback address private to this ROS domain, so concurrent test runs never share the
-    libfranka port of one simulated robot."""
-    domain = int(os.environ.get('ROS_DOMAIN_ID', '0'))
+def private_robot_ip(domain: int | None = None) -> str:
+    """A loopback address private to a ROS domain (default: this process's), so concurrent test
+    runs never share the libfranka port of one simulated robot."""
+    if domain is None:
+        domain = int(os.environ.get('ROS_DOMAIN_ID', '0'))
     return f'127.0.1.{max(1, min(domain, 254))}'
 
 

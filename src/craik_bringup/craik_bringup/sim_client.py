@@ -51,9 +51,9 @@ def image_to_array(msg: Image) -> np.ndarray:
 class SimClient:
     """Owns a private rclpy context and a spinning thread; use as a context manager."""
 
-    def __init__(self, name: str = 'craik_client') -> None:
+    def __init__(self, name: str = 'craik_client', domain_id: int | None = None) -> None:
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id)
         self.node = Node(name, context=self.context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._lock = threading.Lock()
