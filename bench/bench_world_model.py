@@ -7,7 +7,7 @@ over eager PyTorch measured in the same run; plus the latency of encoding one 64
 observation (preprocessing included). Backends: torch eager (baseline), torch.compile,
 onnxruntime, TensorRT (reported as skipped, with the reason, where it cannot run).
 
-    python bench/bench_world_model.py [--model models/wm_cpu] [--samples 256] [--horizon 8]
+    python bench/bench_world_model.py [--model models/craik_wm_cpu] [--samples 256] [--horizon 8]
 
 Without --model (or if it has no export) it exports an untrained model of the cpu preset to a
 temporary directory: speed does not depend on the weights.
@@ -82,7 +82,7 @@ def bench_backend(rt: WorldModelRuntime, n: int, h: int, args: argparse.Namespac
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default=str(ROOT / 'models' / 'wm_cpu'),
+    parser.add_argument('--model', default=str(ROOT / 'models' / 'craik_wm_cpu'),
                         help='export directory (craik wm-export)')
     parser.add_argument('--samples', type=int, default=256)
     parser.add_argument('--horizon', type=int, default=8)

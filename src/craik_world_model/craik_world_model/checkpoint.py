@@ -131,10 +131,14 @@ def check_safetensors(path: str | os.PathLike[str]) -> None:
                               'only .safetensors files')
     with open(path, 'rb') as f:
         head = f.read(9)
-    if head[:1] == b'\x80' or head[:4] == b'PK\x03\x04':
-        raise CheckpointError(f'{path}: refusing pickled weights (the file is a pickle / '
-                              'torch.save archive); craik loads only safetensors')
-    if len(head) < 9 or head[8:9] != b'{':
+    # A safetensors file: u64 little-endian header length, then the JSON header. (Its first
+    # byte is arbitrary, so the pickle test below only runs when this structure is absent.)
+    looks_safetensors = len(head) == 9 and head[8:9] == b'{'
+    if not looks_safetensors:
+        if (head[:1] == b'\x80' and head[1:2] in (b'\x02', b'\x03', b'\x04', b'\x05')) or \
+                head[:4] == b'PK\x03\x04':
+            raise CheckpointError(f'{path}: refusing pickled weights (the file is a pickle / '
+                                  'torch.save archive); craik loads only safetensors')
         raise CheckpointError(f'{path}: not a safetensors file (bad header)')
     (header_len,) = struct.unpack('<Q', head[:8])
     if header_len > path.stat().st_size:

@@ -137,6 +137,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     # EMA of the encoder that produces latent targets (0: a plain stop-gradient copy).
     ema_decay: float = 0.99
+    # Latent losses relative to the targets' own motion within the window (see train.py).
+    # Off by default: its gradients grow as the motion shrinks and, clipped, drown the rest.
+    relative_latent_loss: bool = False
     # Loss weights.
     w_latent: float = 1.0        # open-loop rollout latents vs encoded future frames
     w_teacher: float = 0.5       # one-step predictions from each encoded frame
@@ -146,6 +149,10 @@ class TrainConfig:
     w_depth: float = 1.0         # depth reconstruction weight relative to RGB
     w_proprio: float = 1.0       # predicted vs measured proprioception
     w_rgb_only: float = 0.5      # encode(rgb, no depth) vs encode(rgb, depth) (goal images)
+    w_motion: float = 1.0        # hinge keeping the latent's motion over a window >= the floor
+    # Floor on the mean |z_vis(frame H) - z_vis(frame 0)| (the visual latent has unit variance).
+    min_latent_motion: float = 0.2
+    w_probe: float = 1.0         # proprioception read linearly from the visual latent
     # How many rollout steps are decoded per window (decoding is most of the cost).
     decode_steps: int = 2
     # Probability of hiding the depth of the context frame (the encoder learns an RGB-only path).
@@ -172,6 +179,8 @@ class TrainConfig:
         for f in fields(self):
             if f.name.startswith('w_') and not getattr(self, f.name) >= 0.0:
                 raise ValueError(f'{f.name} must be >= 0, got {getattr(self, f.name)}')
+        if not 0.0 <= self.min_latent_motion <= 2.0:
+            raise ValueError(f'min_latent_motion must be in [0, 2], got {self.min_latent_motion}')
         if self.weight_decay < 0 or self.grad_clip <= 0:
             raise ValueError('weight_decay must be >= 0 and grad_clip > 0')
 

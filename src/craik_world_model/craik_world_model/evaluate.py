@@ -12,7 +12,9 @@ side by side for the model, an action-blind model and a copy-the-last-frame base
 - **energy ranking**: with the encoded true frame H steps later as the goal, how often the true
   action sequence gets a lower energy than each of K random sequences drawn uniformly in the
   action bounds (ties count half: 0.5 is chance); ``top1`` is how often it beats all K. Also
-  with the goal encoded from RGB only (no depth), as goal images usually come.
+  with the goal encoded from RGB only (no depth), as goal images usually come. The mean energies
+  of the start frame, the true and the random sequences give the energy scale (for a planner's
+  stop tolerance).
 
 The copy-last-frame baseline predicts the start frame at every horizon; it has no actions, so
 its controllability is 0 and its ranking is chance (0.5) by construction.
@@ -129,6 +131,11 @@ def _evaluate_model(model: WorldModel, batches: Sequence[WindowBatch], config: E
                 wins = (e[0] < e[1:]).float() + 0.5 * (e[0] == e[1:]).float()
                 acc.add(f'energy_rank{goal_kind}', wins.mean().view(1))
                 acc.add(f'energy_top1{goal_kind}', (e[0] < e[1:].min()).float().view(1))
+                if not goal_kind:
+                    # Energy scale, for calibrating a planner's stop tolerance.
+                    acc.add('energy_true', e[:1])
+                    acc.add('energy_random', e[1:])
+                    acc.add('energy_start', model.energy(z0[i:i + 1], goal[i:i + 1]))
     out = acc.means()
     out[f'controllability@{h_max}'] = out[f'psnr@{h_max}'] - out[f'psnr_shuffled@{h_max}']
     return out
@@ -194,7 +201,10 @@ def format_table(report: dict[str, Any]) -> str:
              ('energy_rank', 'energy rank: true < random', '{:.3f}'),
              ('energy_top1', f'energy top-1 of {report["random_sequences"] + 1}', '{:.3f}'),
              ('energy_rank_rgb_goal', 'energy rank, RGB-only goal', '{:.3f}'),
-             ('energy_top1_rgb_goal', 'energy top-1, RGB-only goal', '{:.3f}')]
+             ('energy_top1_rgb_goal', 'energy top-1, RGB-only goal', '{:.3f}'),
+             ('energy_start', 'mean energy: start vs goal', '{:.4f}'),
+             ('energy_true', 'mean energy: true actions', '{:.4f}'),
+             ('energy_random', 'mean energy: random actions', '{:.4f}')]
     width = max(len(r[1]) for r in rows) + 2
     header = ' ' * width + ''.join(f'{c:>17}' for c in columns)
     lines = [header, '-' * len(header)]

@@ -181,6 +181,9 @@ class WorldModel(nn.Module):
         self.encoder = RGBDEncoder(config)
         self.predictor = Predictor(config)
         self.decoder = RGBDDecoder(config)
+        # Training only: reads the normalised proprioception back from the *visual* latent, so
+        # that the arm's pose is a prominent, well-scaled direction of z_vis (and of the energy).
+        self.probe = nn.Linear(config.latent_dim, config.proprio_dim)
 
     def encode(self, rgb: torch.Tensor, depth: torch.Tensor,
                proprio: torch.Tensor) -> torch.Tensor:

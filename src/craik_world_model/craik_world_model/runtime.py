@@ -2,7 +2,7 @@
 
 What the planner uses (all NumPy, float32, SI units)::
 
-    rt = load_runtime('models/wm_cpu', backend='onnxruntime')
+    rt = load_runtime('models/craik_wm_cpu', backend='onnxruntime')
     z0 = rt.encode(rgb, depth, proprio)           # rgb8 [H, W, 3], depth 16UC1 mm or m, [4] -> [D]
     goal = rt.encode(goal_rgb)                    # RGB-only goal (depth optional) -> [D]
     energies = rt.rollout_energy(z0, goal, actions)   # actions [N, H, 4] -> [N]

@@ -14,6 +14,10 @@ One step takes a batch of windows of H + 1 frames and their H actions and optimi
   frames at ``decode_steps`` rollout steps (always including the last) vs the true frames.
 - **RGB-only goals**: encode(rgb, no depth) vs the target latent with depth, so a goal given as
   an RGB image lands where the full observation would (plus depth dropout on the context frame).
+- **latent scale**: a hinge keeps the mean latent motion over a window (frame 0 to H, online
+  encoder) at least ``min_latent_motion``. Without it the latent's temporal variation shrinks
+  (the decoder amplifies it back; the latent losses like it small) until the energy is a
+  difference of ~1e-4: badly ranked, and lost in FP16.
 
 Checkpoints are safetensors (resumable: model, EMA encoder, optimiser, step) under
 ``OUT/checkpoints``; the final model is ``OUT/model.safetensors``; ``OUT/train_log.jsonl`` has
@@ -68,7 +72,7 @@ from craik_world_model.data import (
 from craik_world_model.model import RGBDEncoder, WorldModel, count_parameters
 
 LOSS_NAMES = ('latent', 'teacher', 'proprio', 'recon_rgb', 'recon_depth', 'pred_rgb',
-              'pred_depth', 'rgb_only')
+              'pred_depth', 'rgb_only', 'motion', 'probe')
 
 
 def masked_depth_l1(pred: torch.Tensor, target: torch.Tensor, depth_max_m: float) -> torch.Tensor:
@@ -101,14 +105,32 @@ class Objective(nn.Module):
         dv = mc.latent_dim
         b, t = rgb.shape[:2]
         h = t - 1
-        z0 = self.model.encode(rgb[:, 0], depth[:, 0] * depth_keep.view(b, 1, 1, 1),
-                               proprio[:, 0])                                  # [B, D]
+        # Frame 0 (the context; its depth sometimes hidden) and frame H, in one encoder pass.
+        pair = self.model.encode(
+            torch.cat([rgb[:, 0], rgb[:, -1]]),
+            torch.cat([depth[:, 0] * depth_keep.view(b, 1, 1, 1), depth[:, -1]]),
+            torch.cat([proprio[:, 0], proprio[:, -1]]))                        # [2B, D]
+        z0, z_last = pair[:b], pair[b:]                                        # [B, D] each
         zs = self.model.rollout(z0, actions)                                   # [B, H, D]
-        latent = (zs[..., :dv] - target[:, 1:, :dv]).abs().mean()
+        # How far the visual latent moves over a window. Reconstruction does not care about its
+        # scale and the latent losses would rather it were 0, so without a floor it shrinks
+        # until energies are differences of 1e-4 (useless in FP16, and poorly ranked).
+        motion = (z_last[:, :dv] - z0[:, :dv]).abs().mean()
+        spread = F.relu(c.min_latent_motion - motion)
+        # The visual latent must show where the arm is (linear read-out of the proprioception).
+        probe = ((self.model.probe(pair[:, :dv]) - pair[:, dv:].detach()) ** 2).mean()
+        # Optionally, latent errors relative to how far the target latents move within the
+        # windows (no gradient through the scale), so that shrinking the latent gains nothing.
+        if c.relative_latent_loss:
+            move = (target[:, 1:, :dv] - target[:, :1, :dv]).abs().mean().clamp_min(1e-6)
+            step = (target[:, 1:, :dv] - target[:, :-1, :dv]).abs().mean().clamp_min(1e-6)
+        else:
+            move = step = torch.ones((), device=rgb.device)
+        latent = (zs[..., :dv] - target[:, 1:, :dv]).abs().mean() / move
         prop = ((zs[..., dv:] - target[:, 1:, dv:]) ** 2).mean()
         z_tf = self.model.predictor(target[:, :-1].reshape(b * h, -1),
                                     actions.reshape(b * h, -1)).view(b, h, -1)  # [B, H, D]
-        teacher = (z_tf[..., :dv] - target[:, 1:, :dv]).abs().mean() + (
+        teacher = (z_tf[..., :dv] - target[:, 1:, :dv]).abs().mean() / step + (
             (z_tf[..., dv:] - target[:, 1:, dv:]) ** 2).mean()
         # One decoder pass for the reconstruction of x0 and the decoded rollout steps.
         k = decode_idx.numel()
@@ -123,13 +145,13 @@ class Objective(nn.Module):
         pred_depth = masked_depth_l1(depth_hat[b:], depth_true_pred, mc.depth_max_m)
         z_rgb = self.model.encode(rgb[:, rgb_only_frame], torch.zeros_like(depth[:, 0]),
                                   proprio[:, rgb_only_frame])
-        rgb_only = (z_rgb[:, :dv] - target[:, rgb_only_frame, :dv]).abs().mean()
+        rgb_only = (z_rgb[:, :dv] - target[:, rgb_only_frame, :dv]).abs().mean() / move
         total = (c.w_latent * latent + c.w_teacher * teacher + c.w_proprio * prop
                  + c.w_recon * (recon_rgb + c.w_depth * recon_depth)
                  + c.w_pred_rgb * pred_rgb + c.w_pred_depth * c.w_depth * pred_depth
-                 + c.w_rgb_only * rgb_only)
+                 + c.w_rgb_only * rgb_only + c.w_motion * spread + c.w_probe * probe)
         parts = torch.stack([latent, teacher, prop, recon_rgb, recon_depth, pred_rgb,
-                             pred_depth, rgb_only]).detach()
+                             pred_depth, rgb_only, motion, probe]).detach()
         return total, parts
 
 
@@ -443,6 +465,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--val-every', type=int)
     parser.add_argument('--checkpoint-every', type=int)
     parser.add_argument('--seed', type=int)
+    parser.add_argument('--ema-decay', type=float, help='EMA of the target encoder (0: copy)')
     parser.add_argument('--action-blind', action='store_true',
                         help='train the action-blind control model (predictor ignores actions)')
     parser.add_argument('--augment', action='store_true', help='brightness/contrast jitter')
@@ -463,7 +486,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
     preset = get_preset(args.preset)
     tc_changes = {'steps': args.steps, 'batch_size': args.batch_size, 'horizon': args.horizon,
                   'lr': args.lr, 'val_every': args.val_every,
-                  'checkpoint_every': args.checkpoint_every, 'seed': args.seed}
+                  'checkpoint_every': args.checkpoint_every, 'seed': args.seed,
+                  'ema_decay': args.ema_decay}
     tc = replace(preset.train, **{k: v for k, v in tc_changes.items() if v is not None})
     if tc.min_lr > tc.lr:
         tc = replace(tc, min_lr=tc.lr * 0.05)

@@ -43,7 +43,7 @@ def test_objective_parts_are_finite_and_differentiable(tiny_preset, episodes):
     loss, parts = Objective(model, tiny_preset.train)(
         batch.rgb, batch.depth, batch.proprio, batch.actions,
         encode_targets(model.encoder, batch), keep, idx, frame)
-    assert torch.isfinite(loss) and parts.shape == (8,) and torch.isfinite(parts).all()
+    assert torch.isfinite(loss) and parts.shape == (10,) and torch.isfinite(parts).all()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
 
