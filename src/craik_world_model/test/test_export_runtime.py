@@ -234,3 +234,25 @@ def test_torch_compile_matches_eager(exported):
     energies, finals = rt.rollout(z0_e, goal_e, actions)
     np.testing.assert_allclose(energies, e_e, atol=ATOL)
     np.testing.assert_allclose(finals, fin_e, atol=ATOL)
+
+
+SHIPPED = Path(__file__).resolve().parents[3] / 'models' / 'craik_wm_cpu'
+
+
+@pytest.mark.skipif(not (SHIPPED / 'export.json').exists(), reason='no shipped model in models/')
+def test_shipped_model_verifies_and_backends_agree():
+    onnx_rt = load_runtime(SHIPPED, 'onnxruntime', threads=1)
+    torch_rt = load_runtime(SHIPPED, 'torch')
+    c = onnx_rt.config
+    assert c.image_size == 64 and onnx_rt.horizons is not None and 8 in onnx_rt.horizons
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    depth = rng.integers(400, 2000, (480, 640), dtype=np.uint16)
+    z0 = onnx_rt.encode(rgb, depth, np.array([0.45, 0.0, 0.3, 0.0]))
+    np.testing.assert_allclose(z0, torch_rt.encode(rgb, depth, np.array([0.45, 0.0, 0.3, 0.0])),
+                               atol=ATOL)
+    goal = onnx_rt.encode(rgb[:, ::-1].copy())
+    actions = rng.uniform(-0.05, 0.05, (32, 8, 4)).astype(np.float32)
+    actions[..., 3] = rng.uniform(0, 1, (32, 8))
+    np.testing.assert_allclose(onnx_rt.rollout_energy(z0, goal, actions),
+                               torch_rt.rollout_energy(z0, goal, actions), atol=ATOL)

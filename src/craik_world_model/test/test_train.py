@@ -93,7 +93,6 @@ def test_craik_train_command(tmp_path):
                  str(out)]) == 2                                          # invalid override
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_stay_in_sync(tmp_path):
     """torchrun, 2 processes, gloo on CPU: every rank ends with the same parameters."""
     out = tmp_path / 'ddp'
