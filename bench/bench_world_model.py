@@ -1,16 +1,19 @@
 """World-model rollout + energy speed on every available backend (JSON on stdout).
 
 The planner's unit of work: N action sequences of H steps rolled out from one latent and scored
-against a goal latent. For N=256, H=8 (default) it reports per backend the median latency of a
-call (ms, with p10/p90 over all timed calls), the throughput (samples x steps / s) and the speed-up
-over eager PyTorch measured in the same run; plus the latency of encoding one 640x480 RGB-D
-observation (preprocessing included). Backends: torch eager (baseline), torch.compile,
+against a goal latent. For every N in --samples and H in --horizons (default N = 64, 256, 1024;
+H = 5, 8, 10; 256 x 8 is the planner's setting) it reports per backend the median latency of a
+call (ms, with p10/p90 over all timed calls), the throughput (samples x steps / s) and the
+speed-up over eager PyTorch measured in the same run; plus the latency of encoding one 640x480
+RGB-D observation (preprocessing included). Backends: torch eager (baseline), torch.compile,
 onnxruntime, TensorRT (reported as skipped, with the reason, where it cannot run).
 
-    python bench/bench_world_model.py [--model models/craik_wm_cpu] [--samples 256] [--horizon 8]
+    python bench/bench_world_model.py [--model models/craik_wm_cpu] [--samples 64,256,1024]
+        [--horizons 5,8,10]
 
-Without --model (or if it has no export) it exports an untrained model of the cpu preset to a
-temporary directory: speed does not depend on the weights.
+Rollout graphs are exported per horizon: horizons missing from --model's export are exported
+from its weights into a temporary directory (without --model's weights: an untrained model of the
+cpu preset; speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from craik_world_model.checkpoint import load_model
 from craik_world_model.config import get_preset
 from craik_world_model.export import export_model
 from craik_world_model.model import WorldModel
@@ -63,52 +67,65 @@ def _summary(times: list[float], n: int, h: int) -> dict[str, float]:
             'plans_per_s_at_one_call': float(1.0 / q[1]), 'timed_calls': len(times)}
 
 
-def bench_backend(rt: WorldModelRuntime, n: int, h: int, args: argparse.Namespace
-                  ) -> dict[str, Any]:
+def bench_backend(rt: WorldModelRuntime, sizes: list[tuple[int, int]],
+                  args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     depth = rng.integers(300, 3000, (480, 640), dtype=np.uint16)
     proprio = np.array([0.5, 0.0, 0.3, 0.0], np.float32)
     z0 = rt.encode(rgb, depth, proprio)
     goal = rt.encode(rgb[::-1].copy())
-    actions = rng.uniform(-0.05, 0.05, (n, h, 4)).astype(np.float32)
-    actions[..., 3] = rng.uniform(0, 1, (n, h))
-    rollout = _summary(_time_calls(lambda: rt.rollout_energy(z0, goal, actions), args.warmup,
-                                   args.runs, args.calls), n, h)
+    out: dict[str, Any] = {}
+    for n, h in sizes:
+        actions = rng.uniform(-0.05, 0.05, (n, h, 4)).astype(np.float32)
+        actions[..., 3] = rng.uniform(0, 1, (n, h))
+        out[f'N{n}_H{h}'] = _summary(_time_calls(
+            lambda a=actions: rt.rollout_energy(z0, goal, a), args.warmup, args.runs,
+            args.calls), n, h)
     enc_times = _time_calls(lambda: rt.encode(rgb, depth, proprio), 3, args.runs, 5)
-    rollout['encode_640x480_ms_median'] = float(statistics.median(enc_times) * 1e3)
-    return rollout
+    out['encode_640x480_ms_median'] = float(statistics.median(enc_times) * 1e3)
+    return out
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(',') if v.strip()]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default=str(ROOT / 'models' / 'craik_wm_cpu'),
                         help='export directory (craik wm-export)')
-    parser.add_argument('--samples', type=int, default=256)
-    parser.add_argument('--horizon', type=int, default=8)
+    parser.add_argument('--samples', default='64,256,1024', help='comma-separated N')
+    parser.add_argument('--horizons', default='5,8,10', help='comma-separated H')
     parser.add_argument('--threads', type=int, default=os.cpu_count() or 1)
     parser.add_argument('--runs', type=int, default=5, help='timed runs (median over all)')
-    parser.add_argument('--calls', type=int, default=20, help='calls per run')
-    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--calls', type=int, default=10, help='calls per run')
+    parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--no-compile', action='store_true', help='skip torch.compile')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    n, h = args.samples, args.horizon
+    samples, horizons = _int_list(args.samples), _int_list(args.horizons)
+    sizes = [(n, h) for h in horizons for n in samples]
     model_dir = Path(args.model)
     tmp = None
     source = str(model_dir)
     meta_path = model_dir / 'export.json'
-    if not meta_path.exists() or h not in json.loads(meta_path.read_text())['horizons']:
+    exported = json.loads(meta_path.read_text())['horizons'] if meta_path.exists() else []
+    if any(h not in exported for h in horizons):
         tmp = tempfile.TemporaryDirectory(prefix='craik-bench-')
-        model = WorldModel(get_preset('cpu').model)
-        with torch.no_grad():
-            for p in model.predictor.parameters():
-                p.add_(torch.randn_like(p) * 0.02)
+        if (model_dir / 'model.safetensors').exists():
+            model, _ = load_model(model_dir / 'model.safetensors')
+            source = f'{model_dir} (weights re-exported for horizons {horizons})'
+        else:
+            model = WorldModel(get_preset('cpu').model)
+            with torch.no_grad():
+                for p in model.predictor.parameters():
+                    p.add_(torch.randn_like(p) * 0.02)
+            source = 'untrained cpu preset (temporary export)'
         model_dir = Path(tmp.name)
-        export_model(model, model_dir, horizons=(h,))
-        source = 'untrained cpu preset (temporary export)'
+        export_model(model, model_dir, horizons=tuple(horizons))
     report: dict[str, Any] = {
-        'benchmark': 'world_model_rollout_energy', 'samples': n, 'horizon': h,
+        'benchmark': 'world_model_rollout_energy', 'samples': samples, 'horizons': horizons,
         'model': source, 'threads': args.threads, 'machine': platform.processor() or
         platform.machine(), 'cpu_count': os.cpu_count(), 'torch': torch.__version__,
         # Other processes on the machine distort every figure: say how busy it was.
@@ -130,16 +147,18 @@ def main() -> int:
             t0 = time.perf_counter()
             rt = make()
             setup_s = time.perf_counter() - t0
-            result = bench_backend(rt, n, h, args)
+            result = bench_backend(rt, sizes, args)
             result['setup_s'] = setup_s
         except Exception as exc:  # a backend that fails is reported, not fatal
             result = {'skipped': f'{type(exc).__name__}: {exc}'[:500]}
         report['backends'][name] = result
         print(f'{name}: {json.dumps(result)}', file=sys.stderr)
-    base = report['backends']['torch_eager'].get('latency_ms_median')
+    base = report['backends']['torch_eager']
     for result in report['backends'].values():
-        if base and 'latency_ms_median' in result:
-            result['speedup_vs_torch_eager'] = base / result['latency_ms_median']
+        for key, figures in result.items():
+            if isinstance(figures, dict) and 'latency_ms_median' in base.get(key, {}):
+                figures['speedup_vs_torch_eager'] = (base[key]['latency_ms_median']
+                                                     / figures['latency_ms_median'])
     report['load_average_1min_after'] = os.getloadavg()[0]
     print(json.dumps(report, indent=2))
     if tmp is not None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 import importlib
+import signal
 import sys
+import threading
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ COMMANDS: dict[str, Command] = {
                                 'craik_perception.record_synthetic'),
     'demo': Command('run the simulated lab and a few goal-image episodes (make demo)',
                     'craik_bringup.demo'),
+    'calibrate': Command("closed-loop MPC in the fast simulator; the world model's stop "
+                         'tolerance', 'craik_bringup.fast_loop'),
     'eval': Command('closed-loop evaluation: learned model vs random shooting vs oracle',
                     'craik_bringup.evaluation'),
 }
@@ -51,6 +55,10 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `craik` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -64,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     name, rest = argv[0], argv[1:]
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so commands that start ROS nodes (eval, demo) stop
+    # them on the way out instead of leaving them running.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     module = importlib.import_module(COMMANDS[name].module)
     sub_parser = argparse.ArgumentParser(prog=f'craik {name}', description=COMMANDS[name].help)
     module.configure_parser(sub_parser)

@@ -177,6 +177,9 @@ def evaluate(task: str, episodes: int, seed_base: int, variants: list[str], out_
             results[variant] = []
             for i in range(episodes):
                 seed = seed_base + i
+                # A dead node (simulator, controller) would turn every remaining episode into
+                # a fault: stop the evaluation and say which node died and why.
+                graph.check_alive()
                 episode = run_episode(client, variant, task, seed, max_steps, out_dir,
                                       variation)
                 results[variant].append(episode)

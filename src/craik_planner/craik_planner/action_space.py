@@ -65,3 +65,54 @@ class ActionBounds:
         dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64
         low, high = self.low.astype(dtype), self.high.astype(dtype)
         return bool(np.all(np.isfinite(a)) and np.all(a >= low) and np.all(a <= high))
+
+
+# Kept below the controller's per-command limit (franka_controller max_step_per_axis, 0.05 m):
+# the arm moves between the observation a step is planned on and the moment the controller
+# measures the displacement, and a target exactly at the limit is then rejected.
+STEP_MARGIN_M = 0.002
+
+
+@dataclass(frozen=True)
+class CommandLimits:
+    """What the controller accepts: a TCP box and a per-command displacement per axis (m)."""
+
+    workspace_min: npt.NDArray[np.float64]   # [3]
+    workspace_max: npt.NDArray[np.float64]   # [3]
+    max_step_m: float = MAX_DISPLACEMENT_M - STEP_MARGIN_M
+
+    def __post_init__(self) -> None:
+        lo = np.asarray(self.workspace_min, dtype=np.float64)
+        hi = np.asarray(self.workspace_max, dtype=np.float64)
+        if lo.shape != (3,) or hi.shape != (3,) or not np.all(np.isfinite(lo)) \
+                or not np.all(np.isfinite(hi)) or np.any(lo >= hi):
+            raise ValueError(f'CommandLimits: workspace_min {lo} must be below workspace_max '
+                             f'{hi} on every axis (3 finite values each)')
+        if not 0.0 < self.max_step_m <= MAX_DISPLACEMENT_M:
+            raise ValueError(f'CommandLimits: max_step_m must be in (0, {MAX_DISPLACEMENT_M}]')
+        object.__setattr__(self, 'workspace_min', lo)
+        object.__setattr__(self, 'workspace_max', hi)
+
+
+def limit_target(target: npt.ArrayLike, ee_position: npt.ArrayLike, limits: CommandLimits
+                 ) -> tuple[npt.NDArray[np.float64], list[str]]:
+    """Bring a TCP target into the controller's box and step limit from ``ee_position``.
+
+    Returns the target to send and what was changed (empty when nothing was): the caller reports
+    it, so no change goes unsaid. The step limit is applied last (the arm is never asked to
+    jump), so a target far outside the box approaches it over several steps.
+    """
+    t = np.asarray(target, dtype=np.float64)
+    ee = np.asarray(ee_position, dtype=np.float64)
+    notes: list[str] = []
+    boxed = np.clip(t, limits.workspace_min, limits.workspace_max)
+    if np.any(boxed != t):
+        axes = ''.join(a for a, d in zip('xyz', boxed != t, strict=True) if d)
+        notes.append(f'workspace box on {axes}')
+    step = np.clip(boxed - ee, -limits.max_step_m, limits.max_step_m)
+    limited = ee + step
+    if np.any(np.abs(limited - boxed) > 1e-12):
+        axes = ''.join(a for a, d in zip('xyz', np.abs(limited - boxed) > 1e-12, strict=True)
+                       if d)
+        notes.append(f'step limit {limits.max_step_m:.3f} m on {axes}')
+    return limited, notes

@@ -25,8 +25,6 @@ class WorldModelBackend:
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
-        self._visual_dim = int(runtime.config.latent_dim)
-        self._l2 = runtime.config.energy == 'l2'
 
     @classmethod
     def load(cls, model_dir: str, runtime: str = 'onnxruntime', threads: int = 0
@@ -50,9 +48,8 @@ class WorldModelBackend:
         return np.asarray(self.runtime.rollout_energy(z0, goal, actions))
 
     def state_energy(self, z: FloatArray, goal: FloatArray) -> float:
-        # The same distance the rollout graph uses, on the visual part of the latent.
-        diff = np.asarray(z)[:self._visual_dim] - np.asarray(goal)[:self._visual_dim]
-        return float(np.mean(diff * diff) if self._l2 else np.mean(np.abs(diff)))
+        # The same distance the rollout graph uses (visual latent, and pose when weighted).
+        return float(self.runtime.energy(z, goal))
 
     def imagine(self, z0: FloatArray, goal: FloatArray,
                 actions: FloatArray) -> npt.NDArray[np.uint8]:

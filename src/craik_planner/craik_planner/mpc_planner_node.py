@@ -34,6 +34,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from craik_interfaces.action import ReachGoal
 from craik_interfaces.msg import CartesianTarget, ControllerStatus, GroundTruth
 from craik_perception.image_conversion import ImageDecodeError, decode_image
+from craik_planner.action_space import CommandLimits, limit_target
 from craik_planner.backends import OracleBackend, WorldModelBackend
 from craik_planner.mpc import MpcConfig, MpcEpisode, Observation, planned_ee_path
 from craik_planner.planning import PlannerConfig
@@ -44,9 +45,6 @@ GRIPPER_MAX_WIDTH_M = 0.08
 # The gripper is commanded open/closed only when the planned command crosses these.
 GRIPPER_CLOSE_ABOVE = 0.75
 GRIPPER_OPEN_BELOW = 0.25
-# franka_controller's default max_step_per_axis: a streamed target further than this from the
-# current position on any axis is rejected.
-MAX_STEP_PER_AXIS_M = 0.05
 Result = ReachGoal.Result
 
 # name -> (default, description, range or None). The YAML block is config/mpc_planner.yaml.
@@ -68,12 +66,17 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'planning_budget': (0.2, 'planning time per step, s', (0.01, 10.0)),
     'step_period': (0.5, 'time between executed actions, s (craik_sim STEP_DURATION_S)',
                     (0.05, 10.0)),
-    'energy_tolerance': (0.1, 'world model: goal reached when the energy of the current '
-                         'observation is at most this (0 in a goal uses it)', (1e-6, 1e3)),
+    'energy_tolerance': (0.045, 'world model: goal reached when the energy of the current '
+                         'observation is at most this (0 in a goal uses it); depends on the '
+                         'model: measure it with `craik calibrate`', (1e-6, 1e3)),
     'oracle_energy_tolerance': (0.01, 'oracle: reached distance, m', (1e-4, 1.0)),
     'max_steps': (40, 'default step limit of a goal (0 in a goal uses it)', (1, 10000)),
     'goal_timeout': (120.0, 'default wall-clock limit of a goal, s', (1.0, 3600.0)),
     'max_observation_age': (0.5, 'observations older than this are refused, s', (0.01, 10.0)),
+    'workspace_min': ([0.2, -0.45, 0.02], "lower corner of the TCP box targets are kept in "
+                      "(m, fr3_link0; franka_controller's workspace_min)", None),
+    'workspace_max': ([0.75, 0.45, 0.75], "upper corner of that box (franka_controller's "
+                      'workspace_max)', None),
     'observation_wait': (5.0, 'how long to wait for a fresh observation before failing the '
                          'goal, s', (0.1, 60.0)),
     'dynamics_factor': (0.0, 'dynamics factor sent with each target (0 = controller default)',
@@ -188,6 +191,9 @@ class MpcPlannerNode(Node):
         else:
             raise ValueError(f"backend must be 'world_model' or 'oracle', not {backend!r}")
         PlannerConfig(**self._planner_kwargs())   # fail at start-up on a bad combination
+        self._command_limits = CommandLimits(
+            np.array(self.p('workspace_min'), dtype=np.float64),
+            np.array(self.p('workspace_max'), dtype=np.float64))
         sensor_qos = qos_profile_sensor_data
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Image, COLOR_TOPIC, self._on_color, sensor_qos,
@@ -334,6 +340,15 @@ class MpcPlannerNode(Node):
             self._active = goal_handle
         goal_handle.execute()
 
+    def _ee_now(self, obs: Observation) -> np.ndarray:
+        """The latest measured TCP position (the observation's if no newer pose arrived)."""
+        with self._lock:
+            ee = self._latest.ee
+        if ee is None:
+            return obs.ee_position
+        p = ee.pose.position
+        return np.array([p.x, p.y, p.z])
+
     def _hold(self) -> None:
         """Stop streaming and pin the target to where the arm is (the controller holds).
 
@@ -472,10 +487,19 @@ class MpcPlannerNode(Node):
             # as the training data was collected), unless the arm is too far behind it for the
             # controller's per-command limit; then start from where the arm is.
             base = obs.ee_position
+            max_step = self._command_limits.max_step_m
             if last_target is not None and np.all(
-                    np.abs(last_target + action[:3] - obs.ee_position) <= MAX_STEP_PER_AXIS_M):
+                    np.abs(last_target + action[:3] - obs.ee_position) <= max_step):
                 base = last_target
-            last_target = base + action[:3]
+            # Never send what the controller would reject: the planner samples displacements,
+            # not positions, so a plan may point out of the box (pushing down onto the table).
+            last_target, notes = limit_target(base + action[:3], self._ee_now(obs),
+                                              self._command_limits)
+            if notes:
+                self.get_logger().info(f'step {step + 1}: target limited ({", ".join(notes)})',
+                                       throttle_duration_sec=2.0)
+                action = action.copy()
+                action[:3] = last_target - base
             self._send_target(last_target, command)
             not_before = self._now_s()
             next_step = max(next_step + period, time.monotonic())

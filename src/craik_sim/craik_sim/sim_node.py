@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 import sys
+import traceback
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose
@@ -218,7 +219,9 @@ def main(args: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except Exception as err:  # noqa: BLE001 (reported, then a clean shutdown)
-        node.get_logger().error(f'sim failed: {err}')
+        # The type and traceback: some failures (franky-sim, MuJoCo) carry an empty message.
+        node.get_logger().error(f'sim failed: {type(err).__name__}: {err}\n'
+                                f'{traceback.format_exc()}')
         return 1
     finally:
         node.shutdown()

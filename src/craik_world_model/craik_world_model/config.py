@@ -26,7 +26,12 @@ MAX_DISPLACEMENT_M = 0.05
 # Proprioception = [ee_x, ee_y, ee_z (metres, fr3_link0), gripper (0 open ... 1 closed)].
 PROPRIO_DIM = 4
 PROPRIO_NAMES = ('ee_x', 'ee_y', 'ee_z', 'gripper')
+# The first POSE_DIMS entries of the proprioception are the TCP position: what the visual
+# read-out (``WorldModel.probe``) is trained on and what the energy's pose term compares. The
+# finger opening is a few pixels at 64x64 and is left out of both.
+POSE_DIMS = 3
 ENERGIES = ('l1', 'l2')
+ENERGY_OVER = ('trajectory', 'final')
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -77,6 +82,14 @@ class ModelConfig:
     action_scale: tuple[float, ...] = (MAX_DISPLACEMENT_M, MAX_DISPLACEMENT_M,
                                        MAX_DISPLACEMENT_M, 1.0)
     energy: str = 'l1'
+    # What the planner's energy scores: the mean over the imagined trajectory's steps
+    # ('trajectory': a plan that gets near the goal early beats one that wanders and arrives at
+    # the last step, and the executed first step moves toward the goal), or the final step only.
+    energy_over: str = 'trajectory'
+    # Weight of the pose term: the distance between the predicted TCP position (the latent's
+    # proprioceptive part) and the TCP position the goal image shows (read out of its visual
+    # latent by the probe), in normalised proprioception units. 0: visual latents only.
+    pose_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _positive_int('image_size', self.image_size)
@@ -110,6 +123,13 @@ class ModelConfig:
                              'entries')
         if self.energy not in ENERGIES:
             raise ValueError(f'energy must be one of {ENERGIES}, got {self.energy!r}')
+        if self.energy_over not in ENERGY_OVER:
+            raise ValueError(f'energy_over must be one of {ENERGY_OVER}, got '
+                             f'{self.energy_over!r}')
+        if not (math.isfinite(self.pose_weight) and 0.0 <= self.pose_weight <= 100.0):
+            raise ValueError(f'pose_weight must be in [0, 100], got {self.pose_weight}')
+        if self.pose_weight > 0 and self.proprio_dim < POSE_DIMS:
+            raise ValueError(f'pose_weight needs proprio_dim >= {POSE_DIMS} (the TCP position)')
 
     @property
     def full_latent_dim(self) -> int:
@@ -152,7 +172,9 @@ class TrainConfig:
     w_motion: float = 1.0        # hinge keeping the latent's motion over a window >= the floor
     # Floor on the mean |z_vis(frame H) - z_vis(frame 0)| (the visual latent has unit variance).
     min_latent_motion: float = 0.2
-    w_probe: float = 1.0         # proprioception read linearly from the visual latent
+    # TCP position read linearly from the visual latent. Weighted so that its error (~1 cm)
+    # matters as much as the latent losses: it is what a goal image's pose read-out rests on.
+    w_probe: float = 10.0
     # How many rollout steps are decoded per window (decoding is most of the cost).
     decode_steps: int = 2
     # Probability of hiding the depth of the context frame (the encoder learns an RGB-only path).

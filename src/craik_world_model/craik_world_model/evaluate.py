@@ -123,7 +123,8 @@ def _evaluate_model(model: WorldModel, batches: Sequence[WindowBatch], config: E
         k = config.random_sequences
         for goal_kind, goal_depth in (('', batch.depth[:, h_max]),
                                       ('_rgb_goal', torch.zeros_like(batch.depth[:, h_max]))):
-            goal = model.encode(batch.rgb[:, h_max], goal_depth, batch.proprio[:, h_max])
+            # As the planner encodes a goal image: no proprioception (pose read from the image).
+            goal = model.encode_goal(batch.rgb[:, h_max], goal_depth)
             for i in range(b):
                 acts = torch.cat([batch.actions[i:i + 1],
                                   random_actions(k, h_max, batch.actions.shape[-1], generator)])

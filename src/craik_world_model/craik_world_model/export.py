@@ -3,7 +3,8 @@
 An export directory (what every runtime backend loads) holds:
 
 - ``encoder.onnx``: rgb ``[B, 3, S, S]`` (float, 0..1), depth ``[B, 1, S, S]`` (metres, 0: no
-  return; all zeros: no depth), proprio ``[B, P]`` -> latent ``[B, D]``;
+  return; all zeros: no depth), proprio ``[B, P]`` -> latent ``[B, D]`` and pose_readout
+  ``[B, 3]`` (the TCP position the image shows, normalised; a goal latent's pose part);
 - ``rollout_h{H}.onnx``: z0 ``[1, D]``, goal ``[1, D]``, actions ``[N, H, A]`` -> energies ``[N]``,
   final_latents ``[N, D]``;
 - ``decoder.onnx``: latent ``[B, D]`` -> rgb ``[B, 3, S, S]`` (0..1), depth ``[B, 1, S, S]`` (m);
@@ -30,7 +31,7 @@ import warnings
 import torch
 
 from craik_world_model.checkpoint import load_model, save_model, sha256_file, write_manifest
-from craik_world_model.config import FORMAT_VERSION, to_json
+from craik_world_model.config import ENERGY_OVER, FORMAT_VERSION, override, to_json
 from craik_world_model.model import DecoderGraph, EncoderGraph, RolloutEnergyGraph, WorldModel
 
 EXPORT_META = 'export.json'
@@ -38,7 +39,7 @@ ENCODER_FILE = 'encoder.onnx'
 DECODER_FILE = 'decoder.onnx'
 MODEL_FILE = 'model.safetensors'
 OPSET = 18
-ENCODER_IO = (('rgb', 'depth', 'proprio'), ('latent',))
+ENCODER_IO = (('rgb', 'depth', 'proprio'), ('latent', 'pose_readout'))
 DECODER_IO = (('latent',), ('rgb', 'depth'))
 ROLLOUT_IO = (('z0', 'goal', 'actions'), ('energies', 'final_latents'))
 
@@ -111,6 +112,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help='comma-separated planning horizons, one rollout graph each')
     parser.add_argument('--no-verify', action='store_true',
                         help='load a checkpoint that has no SHA256SUMS manifest')
+    parser.add_argument('--energy-over', choices=ENERGY_OVER,
+                        help="what the rollout graph's energy scores (default: the model's)")
+    parser.add_argument('--pose-weight', type=float,
+                        help="weight of the energy's pose term (default: the model's)")
     parser.add_argument('--copy-files', nargs='*', default=[], metavar='FILE',
                         help='extra files to copy into the export (model card, eval JSON)')
 
@@ -120,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         horizons = tuple(int(h) for h in str(args.horizons).split(',') if h.strip())
         model, meta = load_model(args.checkpoint, verify=not args.no_verify)
+        # The energy is a planning choice baked into the rollout graphs, not a trained weight.
+        model.config = override(model.config, energy_over=args.energy_over,
+                                pose_weight=args.pose_weight)
+        for part in (model.encoder, model.predictor, model.decoder):
+            part.config = model.config
     except ValueError as exc:
         print(f'craik wm-export: {exc}', file=sys.stderr)
         return 1

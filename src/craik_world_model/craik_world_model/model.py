@@ -15,7 +15,10 @@ Three parts (sizes for the ``cpu`` preset, S=64, D_v=128, P=4, A=4):
   stream whose features feed the RGB stream at every scale, like the encoder.
 
 The energy of an imagined outcome is the mean absolute difference between the visual parts of the
-predicted final latent and the encoded goal (V-JEPA 2-AC / DINO-WM): no decoding in the loop.
+predicted latents and the encoded goal (V-JEPA 2-AC / DINO-WM), averaged over the imagined
+trajectory (``energy_over``), plus optionally a pose term (``pose_weight``): the predicted TCP
+position against the one the goal image shows, read out of the goal's visual latent by the
+probe. No decoding in the loop.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from craik_world_model.config import ModelConfig
+from craik_world_model.config import POSE_DIMS, ModelConfig
 
 
 class ConvStage(nn.Module):
@@ -181,14 +184,30 @@ class WorldModel(nn.Module):
         self.encoder = RGBDEncoder(config)
         self.predictor = Predictor(config)
         self.decoder = RGBDDecoder(config)
-        # Training only: reads the normalised proprioception back from the *visual* latent, so
-        # that the arm's pose is a prominent, well-scaled direction of z_vis (and of the energy).
+        # Reads the normalised TCP position back from the *visual* latent (trained on the first
+        # POSE_DIMS outputs): it makes the arm's pose a prominent, well-scaled direction of z_vis,
+        # and it tells where a goal image shows the TCP (encode_goal).
         self.probe = nn.Linear(config.latent_dim, config.proprio_dim)
 
     def encode(self, rgb: torch.Tensor, depth: torch.Tensor,
                proprio: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S], [B, 1, S, S], [B, P] -> [B, D]``."""
         return self.encoder(rgb, depth, proprio)
+
+    def pose_readout(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised TCP position ``[B, POSE_DIMS]`` read from the visual part of ``z [B, D]``."""
+        return self.probe(z[..., :self.config.latent_dim])[..., :POSE_DIMS]
+
+    def with_pose_readout(self, z: torch.Tensor) -> torch.Tensor:
+        """``z [B, D]`` with its TCP-position entries replaced by the image's read-out."""
+        dv = self.config.latent_dim
+        return torch.cat([z[..., :dv], self.pose_readout(z), z[..., dv + POSE_DIMS:]], dim=-1)
+
+    def encode_goal(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """A goal image (no proprioception) -> ``[B, D]``; its pose part is read from the image."""
+        proprio = torch.zeros(rgb.shape[0], self.config.proprio_dim, dtype=rgb.dtype,
+                              device=rgb.device)
+        return self.with_pose_readout(self.encode(rgb, depth, proprio))
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, D] -> ([B, 3, S, S], [B, 1, S, S])``."""
@@ -204,22 +223,33 @@ class WorldModel(nn.Module):
         return torch.stack(out, dim=1)
 
     def energy(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Distance of predicted latents ``[N, D]`` to goal latents ``[N or 1, D]`` -> ``[N]``.
+        """Distance of latents ``[..., D]`` to goal latents ``[..., D]`` -> ``[...]``.
 
-        Only the visual part counts: a goal image says nothing about proprioception.
+        The visual parts, plus ``pose_weight`` times the TCP-position parts (the goal's comes
+        from :meth:`encode_goal`'s read-out). The gripper entry never counts.
         """
-        diff = z[..., :self.config.latent_dim] - goal[..., :self.config.latent_dim]
-        if self.config.energy == 'l2':
-            return (diff * diff).mean(dim=-1)
-        return diff.abs().mean(dim=-1)
+        c = self.config
+        dv = c.latent_dim
+        diff = z[..., :dv] - goal[..., :dv]
+        e = (diff * diff).mean(dim=-1) if c.energy == 'l2' else diff.abs().mean(dim=-1)
+        if c.pose_weight > 0:
+            pose = z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS]
+            e = e + c.pose_weight * (
+                (pose * pose).mean(dim=-1) if c.energy == 'l2' else pose.abs().mean(dim=-1))
+        return e
 
     def rollout_energy(self, z0: torch.Tensor, goal: torch.Tensor,
                        actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``z0 [1, D], goal [1, D], actions [N, H, A] -> (energies [N], finals [N, D])``."""
-        n = actions.shape[0]
+        n, h = actions.shape[0], actions.shape[1]
         z = z0.expand(n, -1)
-        for t in range(actions.shape[1]):
+        total = torch.zeros(n, dtype=z0.dtype, device=z0.device)
+        for t in range(h):
             z = self.predictor(z, actions[:, t])
+            if self.config.energy_over == 'trajectory':
+                total = total + self.energy(z, goal)
+        if self.config.energy_over == 'trajectory':
+            return total / h, z
         return self.energy(z, goal), z
 
 
@@ -237,15 +267,17 @@ class RolloutEnergyGraph(nn.Module):
 
 
 class EncoderGraph(nn.Module):
-    """The exported encoder: ``[B, 3, S, S], [B, 1, S, S], [B, P] -> [B, D]``."""
+    """The exported encoder: ``[B, 3, S, S], [B, 1, S, S], [B, P]`` -> latent ``[B, D]`` and
+    the TCP position read from the image ``[B, POSE_DIMS]`` (normalised; for goal images)."""
 
     def __init__(self, model: WorldModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor,
-                proprio: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(rgb, depth, proprio)
+                proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.model.encode(rgb, depth, proprio)
+        return z, self.model.pose_readout(z)
 
 
 class DecoderGraph(nn.Module):

@@ -38,7 +38,12 @@ import numpy.typing as npt
 import torch
 
 from craik_world_model.checkpoint import CheckpointError, load_model, verify_file
-from craik_world_model.config import MAX_DISPLACEMENT_M, ModelConfig, model_config_from_json
+from craik_world_model.config import (
+    MAX_DISPLACEMENT_M,
+    POSE_DIMS,
+    ModelConfig,
+    model_config_from_json,
+)
 from craik_world_model.export import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -76,14 +81,19 @@ class WorldModelRuntime(ABC):
 
         ``rgb``: rgb8 ``[H, W, 3]``; ``depth``: aligned 16UC1 millimetres or float metres, or
         None (a goal given as an RGB image); ``proprio``: ``[4]`` (ee x, y, z in metres,
-        gripper 0..1), or None for goals (the energy ignores that part of the latent).
+        gripper 0..1), or None for goals: the latent's TCP position is then read out of the
+        image (what the energy's pose term compares; the gripper entry is never compared).
         """
         r, d, p = prepare_observation(rgb, depth, proprio, self.config, depth_units)
-        return self.encode_batch(r, d, p)[0]
+        return self.encode_batch(r, d, p, pose_from_image=proprio is None)[0]
 
-    def encode_batch(self, rgb: np.ndarray, depth: np.ndarray, proprio: np.ndarray
-                     ) -> FloatArray:
-        """Preprocessed ``[B, 3, S, S]``, ``[B, 1, S, S]`` metres, ``[B, P]`` -> ``[B, D]``."""
+    def encode_batch(self, rgb: np.ndarray, depth: np.ndarray, proprio: np.ndarray,
+                     pose_from_image: bool = False) -> FloatArray:
+        """Preprocessed ``[B, 3, S, S]``, ``[B, 1, S, S]`` metres, ``[B, P]`` -> ``[B, D]``.
+
+        ``pose_from_image``: replace the TCP-position part of the latents by the image's
+        read-out (goal images, whose proprioception is unknown).
+        """
         s, p = self.config.image_size, self.config.proprio_dim
         rgb = np.ascontiguousarray(rgb, dtype=np.float32)
         depth = np.ascontiguousarray(depth, dtype=np.float32)
@@ -96,7 +106,33 @@ class WorldModelRuntime(ABC):
         for name, arr in (('rgb', rgb), ('depth', depth), ('proprio', proprio)):
             if not np.isfinite(arr).all():
                 raise ValueError(f'{name} contains NaN or infinite values')
-        return self._encode(rgb, depth, proprio)
+        z, readout = self._encode(rgb, depth, proprio)
+        if pose_from_image and readout is None and self.config.pose_weight > 0:
+            raise ValueError('this export has no pose read-out (encoder.onnx from an older '
+                             'craik) but its energy has a pose term; re-export the model with '
+                             '`craik wm-export`')
+        if pose_from_image and readout is not None:
+            dv = self.config.latent_dim
+            z = z.copy()
+            z[:, dv:dv + POSE_DIMS] = readout
+        return z
+
+    def energy(self, z: np.ndarray, goal: np.ndarray) -> float:
+        """Energy of being at latent ``z [D]`` now (no action), the rollout graph's distance."""
+        c = self.config
+        dv = c.latent_dim
+        a, g = np.asarray(z, np.float64).reshape(-1), np.asarray(goal, np.float64).reshape(-1)
+        if a.shape != g.shape or a.shape[0] != c.full_latent_dim:
+            raise ValueError(f'energy needs two latents [{c.full_latent_dim}], got {a.shape} and '
+                             f'{g.shape}')
+
+        def dist(x: np.ndarray) -> float:
+            return float(np.mean(x * x) if c.energy == 'l2' else np.mean(np.abs(x)))
+
+        e = dist(a[:dv] - g[:dv])
+        if c.pose_weight > 0:
+            e += c.pose_weight * dist(a[dv:dv + POSE_DIMS] - g[dv:dv + POSE_DIMS])
+        return e
 
     def rollout(self, z0: np.ndarray, goal: np.ndarray, actions: np.ndarray
                 ) -> tuple[FloatArray, FloatArray]:
@@ -169,8 +205,9 @@ class WorldModelRuntime(ABC):
     # --- backend hooks ----------------------------------------------------------------------
 
     @abstractmethod
-    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray) -> FloatArray:
-        """[B, 3, S, S], [B, 1, S, S], [B, P] -> [B, D]."""
+    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray
+                ) -> tuple[FloatArray, FloatArray | None]:
+        """[B, 3, S, S], [B, 1, S, S], [B, P] -> latents [B, D], pose read-out [B, 3] or None."""
 
     @abstractmethod
     def _rollout(self, z0: FloatArray, goal: FloatArray, actions: FloatArray
@@ -212,10 +249,11 @@ class TorchRuntime(WorldModelRuntime):
     def _t(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x).to(self.device)
 
-    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray) -> FloatArray:
+    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray
+                ) -> tuple[FloatArray, FloatArray | None]:
         with torch.inference_mode():
-            return self.model.encode(self._t(rgb), self._t(depth),
-                                     self._t(proprio)).cpu().numpy()
+            z = self.model.encode(self._t(rgb), self._t(depth), self._t(proprio))
+            return z.cpu().numpy(), self.model.pose_readout(z).cpu().numpy()
 
     def _rollout(self, z0: FloatArray, goal: FloatArray, actions: FloatArray
                  ) -> tuple[FloatArray, FloatArray]:
@@ -283,6 +321,9 @@ class OnnxRuntime(WorldModelRuntime):
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No spin-waiting between calls: the planner interleaves onnxruntime with NumPy/torch
+        # work (preprocessing, CEM refits) on the same cores, which spinning threads starve.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
 
         def session(name: str) -> Any:
             path, _ = _verified(self.export_dir, name)
@@ -292,9 +333,11 @@ class OnnxRuntime(WorldModelRuntime):
         self._decoder = session(DECODER_FILE)
         self._rollouts = {h: session(rollout_file(h)) for h in self.horizons or ()}
 
-    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray) -> FloatArray:
-        (z,) = self._encoder.run(None, {'rgb': rgb, 'depth': depth, 'proprio': proprio})
-        return np.asarray(z)
+    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray
+                ) -> tuple[FloatArray, FloatArray | None]:
+        out = self._encoder.run(None, {'rgb': rgb, 'depth': depth, 'proprio': proprio})
+        # Exports from before the pose read-out have the latent as their only output.
+        return np.asarray(out[0]), (np.asarray(out[1]) if len(out) > 1 else None)
 
     def _rollout(self, z0: FloatArray, goal: FloatArray, actions: FloatArray
                  ) -> tuple[FloatArray, FloatArray]:
@@ -488,8 +531,10 @@ class TensorRTRuntime(WorldModelRuntime):
         self.engine_paths = [e.cache_path for e in (self._encoder, self._decoder,
                                                     *self._rollouts.values())]
 
-    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray) -> FloatArray:
-        return self._encoder({'rgb': rgb, 'depth': depth, 'proprio': proprio})['latent']
+    def _encode(self, rgb: FloatArray, depth: FloatArray, proprio: FloatArray
+                ) -> tuple[FloatArray, FloatArray | None]:
+        out = self._encoder({'rgb': rgb, 'depth': depth, 'proprio': proprio})
+        return out['latent'], out.get('pose_readout')
 
     def _rollout(self, z0: FloatArray, goal: FloatArray, actions: FloatArray
                  ) -> tuple[FloatArray, FloatArray]:

@@ -54,6 +54,7 @@ from craik_world_model.checkpoint import (
     write_manifest,
 )
 from craik_world_model.config import (
+    POSE_DIMS,
     PRESETS,
     DataConfig,
     ModelConfig,
@@ -118,7 +119,8 @@ class Objective(nn.Module):
         motion = (z_last[:, :dv] - z0[:, :dv]).abs().mean()
         spread = F.relu(c.min_latent_motion - motion)
         # The visual latent must show where the arm is (linear read-out of the proprioception).
-        probe = ((self.model.probe(pair[:, :dv]) - pair[:, dv:].detach()) ** 2).mean()
+        probe = ((self.model.probe(pair[:, :dv])[:, :POSE_DIMS]
+                  - pair[:, dv:dv + POSE_DIMS].detach()) ** 2).mean()
         # Optionally, latent errors relative to how far the target latents move within the
         # windows (no gradient through the scale), so that shrinking the latent gains nothing.
         if c.relative_latent_loss:

@@ -36,6 +36,9 @@ def test_unknown_preset_lists_the_known_ones():
     ('energy', 'cosine'),
     ('depth_max_m', -1.0),
     ('proprio_scale', (1.0, 0.0, 1.0, 1.0)),
+    ('energy_over', 'best'),
+    ('pose_weight', -1.0),
+    ('pose_weight', float('nan')),
 ])
 def test_model_config_rejects_bad_fields_by_name(field, value):
     with pytest.raises(ValueError, match=field):

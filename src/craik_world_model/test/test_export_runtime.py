@@ -5,6 +5,7 @@ measured ~1e-6); TensorRT FP16 engines to 5e-2 on energies and latents (relative
 spread), checked only where TensorRT and a GPU exist.
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _eager(model, rgb, depth, proprio, actions, goal_rgb):
     rg, dg, pg = prepare_observation(goal_rgb, None, None, model.config)
     with torch.no_grad():
         z0 = model.encode(torch.from_numpy(r), torch.from_numpy(d), torch.from_numpy(p))
-        goal = model.encode(torch.from_numpy(rg), torch.from_numpy(dg), torch.from_numpy(pg))
+        goal = model.encode_goal(torch.from_numpy(rg), torch.from_numpy(dg))
         e, finals = model.rollout_energy(z0, goal, torch.from_numpy(actions))
         img, dep = model.decode(finals[:2])
     return z0[0].numpy(), goal[0].numpy(), e.numpy(), finals.numpy(), img.numpy(), dep.numpy()
@@ -245,6 +246,8 @@ def test_shipped_model_verifies_and_backends_agree():
     torch_rt = load_runtime(SHIPPED, 'torch')
     c = onnx_rt.config
     assert c.image_size == 64 and onnx_rt.horizons is not None and 8 in onnx_rt.horizons
+    # The planner's energy (and its calibrated stop tolerance) assume these settings.
+    assert c.energy_over == 'trajectory' and c.pose_weight == 1.0
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     depth = rng.integers(400, 2000, (480, 640), dtype=np.uint16)
@@ -256,3 +259,35 @@ def test_shipped_model_verifies_and_backends_agree():
     actions[..., 3] = rng.uniform(0, 1, (32, 8))
     np.testing.assert_allclose(onnx_rt.rollout_energy(z0, goal, actions),
                                torch_rt.rollout_energy(z0, goal, actions), atol=ATOL)
+
+
+def test_pose_weighted_export_matches_eager(tmp_path, exported):
+    """`craik wm-export --pose-weight`: the goal's pose is read from the image, in every graph."""
+    from dataclasses import replace
+
+    from craik_world_model import export
+    model, _ = exported
+    src = tmp_path / 'model.safetensors'
+    save_model(src, model)
+    out = tmp_path / 'posed'
+    parser = argparse.ArgumentParser()
+    export.configure_parser(parser)
+    assert export.run(parser.parse_args([str(src), '--out', str(out), '--horizons', str(H),
+                                         '--pose-weight', '2.5'])) == 0
+    assert json.loads((out / 'export.json').read_text())['model_config']['pose_weight'] == 2.5
+    weighted = type(model)(replace(model.config, pose_weight=2.5))
+    weighted.load_state_dict(model.state_dict())
+    weighted.eval()
+    rgb, depth, proprio, actions = _inputs(model.config)
+    z0_e, goal_e, e_e, _, _, _ = _eager(weighted, rgb, depth, proprio, actions, rgb[::-1].copy())
+    for backend in ('onnxruntime', 'torch'):
+        rt = load_runtime(out, backend)
+        z0, goal = rt.encode(rgb, depth, proprio), rt.encode(rgb[::-1].copy())
+        np.testing.assert_allclose(goal, goal_e, atol=ATOL)
+        np.testing.assert_allclose(rt.rollout_energy(z0, goal, actions), e_e, atol=ATOL)
+        with torch.no_grad():
+            expected = float(weighted.energy(torch.from_numpy(z0_e)[None],
+                                             torch.from_numpy(goal_e)[None])[0])
+        assert rt.energy(z0, goal) == pytest.approx(expected, abs=1e-5)
+        # The observation keeps its measured pose; only the goal's comes from the image.
+        assert not np.allclose(z0[-4:-1], goal[-4:-1])

@@ -1,5 +1,7 @@
 """Model shapes, rollout/energy semantics, the RGB-only path and the action-blind variant."""
 
+from dataclasses import replace
+
 import torch
 
 from craik_world_model.model import WorldModel, count_parameters
@@ -45,16 +47,78 @@ def test_rollout_energy_is_rollout_then_energy(tiny_model):
     assert energies.shape == (7,) and finals.shape == (7, c.full_latent_dim)
     zs = tiny_model.rollout(z0.expand(7, -1), a)
     torch.testing.assert_close(finals, zs[:, -1])
-    expected = (zs[:, -1, :c.latent_dim] - goal[:, :c.latent_dim]).abs().mean(-1)
-    torch.testing.assert_close(energies, expected)
+    # Default: the mean over the imagined trajectory's steps.
+    per_step = (zs[..., :c.latent_dim] - goal[:, None, :c.latent_dim]).abs().mean(-1)  # [N, H]
+    assert c.energy_over == 'trajectory'
+    torch.testing.assert_close(energies, per_step.mean(1))
+    tiny_model.config = replace(c, energy_over='final')
+    try:
+        final_only, _ = tiny_model.rollout_energy(z0, goal, a)
+    finally:
+        tiny_model.config = c
+    torch.testing.assert_close(final_only, per_step[:, -1])
+
+
+class _ShiftTcpX(torch.nn.Module):
+    """Dynamics stand-in: the normalised TCP x moves by 10 x the action's dx."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        out = z.clone()
+        out[:, self.index] += a[:, 0] * 10.0
+        return out
+
+
+def test_trajectory_energy_prefers_getting_there_early(tiny_config):
+    # Two plans with the same end point: the one that gets there first scores lower.
+    model = WorldModel(replace(tiny_config, pose_weight=1.0))
+    c = model.config
+    z0 = torch.zeros(1, c.full_latent_dim)
+    goal = torch.zeros(1, c.full_latent_dim)
+    goal[0, c.latent_dim] = 1.0                                    # TCP x, normalised
+    model.predictor = _ShiftTcpX(c.latent_dim)  # type: ignore[assignment]
+    early = torch.zeros(1, 4, 4)
+    early[0, :2, 0] = 0.05                                         # there after 2 steps
+    late = torch.zeros(1, 4, 4)
+    late[0, 2:, 0] = 0.05                                          # there after 4 steps
+    e_early, z_early = model.rollout_energy(z0, goal, early)
+    e_late, z_late = model.rollout_energy(z0, goal, late)
+    torch.testing.assert_close(z_early, z_late)
+    assert float(e_early) < float(e_late)
 
 
 def test_energy_ignores_proprioception_and_is_zero_at_the_goal(tiny_model):
     c = tiny_model.config
+    assert c.pose_weight == 0.0
     z = torch.randn(3, c.full_latent_dim)
     goal = z.clone()
     goal[:, c.latent_dim:] += 5.0
     torch.testing.assert_close(tiny_model.energy(z, goal), torch.zeros(3))
+
+
+def test_pose_term_compares_tcp_position_not_gripper(tiny_config):
+    model = WorldModel(replace(tiny_config, pose_weight=2.0))
+    c = model.config
+    z = torch.randn(2, c.full_latent_dim)
+    goal = z.clone()
+    goal[:, -1] += 5.0                                             # gripper: never compared
+    torch.testing.assert_close(model.energy(z, goal), torch.zeros(2))
+    goal[:, c.latent_dim] += 0.3                                   # TCP x
+    torch.testing.assert_close(model.energy(z, goal), torch.full((2,), 2.0 * 0.3 / 3))
+
+
+def test_goal_encoding_reads_the_pose_from_the_image(tiny_model):
+    c = tiny_model.config
+    rgb, depth, proprio = _obs(c)
+    with torch.no_grad():
+        z = tiny_model.encode(rgb, depth, proprio)
+        g = tiny_model.encode_goal(rgb, depth)
+        torch.testing.assert_close(g[:, :c.latent_dim], z[:, :c.latent_dim])
+        torch.testing.assert_close(g[:, c.latent_dim:c.latent_dim + 3],
+                                   tiny_model.probe(z[:, :c.latent_dim])[:, :3])
 
 
 def test_actions_change_the_prediction(tiny_model):
