@@ -124,6 +124,7 @@ class SimRuntime:
         self._ik: TcpIK | None = None
         self._lock = threading.Lock()
         self._snapshot_request = threading.Event()
+        self._snapshot_lock = threading.Lock()
         self._snapshot_ready = threading.Event()
         self._snapshot: tuple[np.ndarray, float, float] | None = None
         self._pending_reset: EpisodeSpec | None = None
@@ -242,14 +243,21 @@ class SimRuntime:
 
     # --- snapshots, rendering -----------------------------------------------------------------
 
-    def snapshot(self, timeout: float = 1.0) -> tuple[np.ndarray, float, float]:
-        """(qpos copy, sim time, wall time) taken right after a physics step."""
-        self._snapshot_ready.clear()
-        self._snapshot_request.set()
-        if not self._snapshot_ready.wait(timeout):
-            raise TimeoutError('the physics loop did not produce a snapshot (is it running?)')
-        assert self._snapshot is not None
-        return self._snapshot
+    def snapshot(self, timeout: float = 5.0) -> tuple[np.ndarray, float, float]:
+        """(qpos copy, sim time, wall time) taken right after a physics step.
+
+        One request at a time (reset, ground truth and rendering threads all ask). The timeout
+        is generous: on a loaded 2-core machine the physics thread can wait for the GIL for
+        over a second, which is slow, not dead.
+        """
+        with self._snapshot_lock:
+            self._snapshot_ready.clear()
+            self._snapshot_request.set()
+            if not self._snapshot_ready.wait(timeout):
+                raise TimeoutError('the physics loop did not produce a snapshot (is it '
+                                   'running?)')
+            assert self._snapshot is not None
+            return self._snapshot
 
     def _render_loop(self) -> None:
         assert self.model is not None and self.handles is not None
