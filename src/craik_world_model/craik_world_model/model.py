@@ -30,6 +30,24 @@ import torch.nn.functional as F  # noqa: N812
 from craik_world_model.config import POSE_DIMS, ModelConfig
 
 
+def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Distance of latents ``[..., D]`` to goal latents ``[..., D]`` -> ``[...]``.
+
+    The visual parts, plus ``pose_weight`` times the TCP-position parts (a goal's comes from
+    the image read-out, :meth:`WorldModel.encode_goal`). The gripper entry never counts. The
+    one definition used by the rollout graphs and by every runtime's ``energy``.
+    """
+    dv = config.latent_dim
+
+    def dist(x: torch.Tensor) -> torch.Tensor:
+        return (x * x).mean(dim=-1) if config.energy == 'l2' else x.abs().mean(dim=-1)
+
+    e = dist(z[..., :dv] - goal[..., :dv])
+    if config.pose_weight > 0:
+        e = e + config.pose_weight * dist(z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS])
+    return e
+
+
 class ConvStage(nn.Module):
     """Stride-2 conv + stride-1 conv, SiLU: ``[B, Cin, H, W] -> [B, Cout, H/2, W/2]``."""
 
@@ -223,20 +241,8 @@ class WorldModel(nn.Module):
         return torch.stack(out, dim=1)
 
     def energy(self, z: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Distance of latents ``[..., D]`` to goal latents ``[..., D]`` -> ``[...]``.
-
-        The visual parts, plus ``pose_weight`` times the TCP-position parts (the goal's comes
-        from :meth:`encode_goal`'s read-out). The gripper entry never counts.
-        """
-        c = self.config
-        dv = c.latent_dim
-        diff = z[..., :dv] - goal[..., :dv]
-        e = (diff * diff).mean(dim=-1) if c.energy == 'l2' else diff.abs().mean(dim=-1)
-        if c.pose_weight > 0:
-            pose = z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS]
-            e = e + c.pose_weight * (
-                (pose * pose).mean(dim=-1) if c.energy == 'l2' else pose.abs().mean(dim=-1))
-        return e
+        """Distance of latents ``[..., D]`` to goal latents ``[..., D]`` -> ``[...]``."""
+        return latent_energy(z, goal, self.config)
 
     def rollout_energy(self, z0: torch.Tensor, goal: torch.Tensor,
                        actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

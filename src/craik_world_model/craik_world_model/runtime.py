@@ -51,7 +51,7 @@ from craik_world_model.export import (
     MODEL_FILE,
     rollout_file,
 )
-from craik_world_model.model import WorldModel
+from craik_world_model.model import WorldModel, latent_energy
 from craik_world_model.observation import prepare_observation
 
 FloatArray = npt.NDArray[np.float32]
@@ -119,20 +119,11 @@ class WorldModelRuntime(ABC):
 
     def energy(self, z: np.ndarray, goal: np.ndarray) -> float:
         """Energy of being at latent ``z [D]`` now (no action), the rollout graph's distance."""
-        c = self.config
-        dv = c.latent_dim
+        d = self.config.full_latent_dim
         a, g = np.asarray(z, np.float64).reshape(-1), np.asarray(goal, np.float64).reshape(-1)
-        if a.shape != g.shape or a.shape[0] != c.full_latent_dim:
-            raise ValueError(f'energy needs two latents [{c.full_latent_dim}], got {a.shape} and '
-                             f'{g.shape}')
-
-        def dist(x: np.ndarray) -> float:
-            return float(np.mean(x * x) if c.energy == 'l2' else np.mean(np.abs(x)))
-
-        e = dist(a[:dv] - g[:dv])
-        if c.pose_weight > 0:
-            e += c.pose_weight * dist(a[dv:dv + POSE_DIMS] - g[dv:dv + POSE_DIMS])
-        return e
+        if a.shape != g.shape or a.shape[0] != d:
+            raise ValueError(f'energy needs two latents [{d}], got {a.shape} and {g.shape}')
+        return float(latent_energy(torch.from_numpy(a), torch.from_numpy(g), self.config))
 
     def rollout(self, z0: np.ndarray, goal: np.ndarray, actions: np.ndarray
                 ) -> tuple[FloatArray, FloatArray]:
