@@ -148,14 +148,14 @@ def planner_config(args: argparse.Namespace) -> Any:
                          max_iterations=args.iterations, num_elites=args.elites)
 
 
-def run_episode(env: Any, backend: Any, seed: int, args: argparse.Namespace) -> EpisodeTrace:
-    """One closed-loop episode without early stop."""
+def run_episode(env: Any, backend: Any, seed: int, planner: Any, args: argparse.Namespace
+                ) -> EpisodeTrace:
+    """One closed-loop episode without early stop (``planner``: a PlannerConfig)."""
     from craik_planner.mpc import MpcConfig, MpcEpisode, Observation
     from craik_world_model.observation import gripper_from_width
 
     obs = env.reset(args.task, seed)
     goal = backend.encode_goal(env.goal_rgb, env.goal_depth_m)
-    planner = planner_config(args)
     episode = MpcEpisode(backend, goal, MpcConfig(planner=planner, energy_tolerance=1e-12,
                                                   max_steps=args.max_steps, seed=seed))
     trace = EpisodeTrace(seed, [], [], [])
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         width, height = _parse_size(args.image_size)
         if args.episodes < 1 or args.max_steps < 1:
             raise ValueError('--episodes and --max-steps must be >= 1')
-        planner_config(args)
+        planner = planner_config(args)
         if not 0.0 < args.margin <= 1.0:
             raise ValueError(f'--margin must be in (0, 1], got {args.margin}')
     except ValueError as exc:
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     with FastEnv(FastEnvConfig(image_width=width, image_height=height)) as env:
         for i in range(args.episodes):
             t0 = time.monotonic()
-            trace = run_episode(env, backend, args.seed_base + i, args)
+            trace = run_episode(env, backend, args.seed_base + i, planner, args)
             traces.append(trace)
             if not args.quiet:
                 ok = 'success' if trace.final_distance_m < SUCCESS_THRESHOLD_M else 'miss'
