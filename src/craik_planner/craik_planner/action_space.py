@@ -107,12 +107,14 @@ def limit_target(target: npt.ArrayLike, ee_position: npt.ArrayLike, limits: Comm
     notes: list[str] = []
     boxed = np.clip(t, limits.workspace_min, limits.workspace_max)
     if np.any(boxed != t):
-        axes = ''.join(a for a, d in zip('xyz', boxed != t, strict=True) if d)
-        notes.append(f'workspace box on {axes}')
-    step = np.clip(boxed - ee, -limits.max_step_m, limits.max_step_m)
-    limited = ee + step
-    if np.any(np.abs(limited - boxed) > 1e-12):
-        axes = ''.join(a for a, d in zip('xyz', np.abs(limited - boxed) > 1e-12, strict=True)
-                       if d)
-        notes.append(f'step limit {limits.max_step_m:.3f} m on {axes}')
+        notes.append(f'workspace box on {_axes(boxed != t)}')
+    limited = ee + np.clip(boxed - ee, -limits.max_step_m, limits.max_step_m)
+    stepped = np.abs(limited - boxed) > 1e-12
+    if np.any(stepped):
+        notes.append(f'step limit {limits.max_step_m:.3f} m on {_axes(stepped)}')
     return limited, notes
+
+
+def _axes(mask: npt.NDArray[np.bool_]) -> str:
+    """'xz' for a ``[3]`` mask that is true on x and z."""
+    return ''.join(a for a, on in zip('xyz', mask, strict=True) if on)
