@@ -168,7 +168,7 @@ def run_episode(env: Any, backend: Any, seed: int, planner: Any, args: argparse.
         if step == args.max_steps:
             break
         t0 = time.perf_counter()
-        outcome = episode.step(z)
+        outcome = episode.step(z, gripper=observation.gripper)
         trace.plan_s.append(time.perf_counter() - t0)
         obs, _ = env.step(outcome.action)
     return trace

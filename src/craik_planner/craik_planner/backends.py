@@ -96,7 +96,7 @@ class OracleBackend:
         return self._energy(z0, goal, actions)
 
     def state_energy(self, z: FloatArray, goal: FloatArray) -> float:
-        return float(self._energy(z, goal, np.zeros((1, 1, 4), dtype=np.float32))[0])
+        return self._energy.state_energy(z, goal)
 
     def imagine(self, z0: FloatArray, goal: FloatArray,
                 actions: FloatArray) -> npt.NDArray[np.uint8] | None:

@@ -10,21 +10,24 @@ evaluation. The node wraps this with message translation, timing and the control
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import time
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from craik_planner.action_space import ActionBounds
+from craik_planner.action_space import GRIPPER_CLOSED, GRIPPER_OPEN, ActionBounds
 from craik_planner.planning import (
     FloatArray,
     PlannerConfig,
     PlanResult,
+    RolloutEnergy,
     plan,
     shift_warm_start,
 )
+
+GRIPPER = 3  # index of the gripper command in an action
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,11 @@ class MpcConfig:
     max_steps: int = 40
     timeout_s: float = 180.0
     seed: int = 0
+    # Keep the gripper as it is (open or closed) instead of planning it. The tasks served here
+    # (reach, push) never change it, and the energies barely see the fingers' opening (a few
+    # pixels at 64x64), so a planned gripper follows the sampling noise: opened fingers
+    # straddle the cube they should push and carry it off.
+    hold_gripper: bool = True
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.energy_tolerance) and self.energy_tolerance > 0.0):
@@ -110,8 +118,12 @@ class MpcEpisode:
         self._previous: PlanResult | None = None
 
     def step(self, observation_latent: FloatArray, deadline: float | None = None,
-             energy_tolerance: float | None = None) -> StepOutcome:
-        """Plan from the current latent; ``deadline`` is an absolute ``time.monotonic()``."""
+             energy_tolerance: float | None = None, gripper: float | None = None
+             ) -> StepOutcome:
+        """Plan from the current latent; ``deadline`` is an absolute ``time.monotonic()``;
+        ``gripper``: the gripper's state now (0 open ... 1 closed); with ``hold_gripper`` every
+        planned and executed gripper command is that state, rounded to open or closed (None:
+        the gripper is planned like the other dimensions)."""
         start = time.monotonic()
         z0 = np.asarray(observation_latent)
         if not np.all(np.isfinite(z0)):
@@ -123,8 +135,17 @@ class MpcEpisode:
                                time.monotonic() - start)
         warm = (shift_warm_start(self._previous, self.config.planner, self.bounds)
                 if self._previous is not None else None)
-        result = plan(self.backend.rollout_energy, z0, self.goal, self.config.planner, self.rng,
+        rollout_energy: RolloutEnergy = self.backend.rollout_energy
+        held = None
+        if gripper is not None and self.config.hold_gripper:
+            held = GRIPPER_CLOSED if gripper >= 0.5 else GRIPPER_OPEN
+            rollout_energy = with_gripper_held(rollout_energy, held)
+        result = plan(rollout_energy, z0, self.goal, self.config.planner, self.rng,
                       bounds=self.bounds, warm_start=warm, deadline=deadline)
+        if held is not None:
+            actions = result.actions.copy()
+            actions[:, GRIPPER] = held
+            result = replace(result, actions=actions)
         if not self.bounds.contains(result.actions[0]):
             # plan() samples inside the bounds; anything else is a bug worth stopping for.
             raise RuntimeError(f'planner proposed an action outside the bounds: '
@@ -133,6 +154,16 @@ class MpcEpisode:
         self.steps += 1
         return StepOutcome(False, current, result.actions[0].copy(), result,
                            time.monotonic() - start)
+
+
+def with_gripper_held(rollout_energy: RolloutEnergy, gripper: float) -> RolloutEnergy:
+    """``rollout_energy`` of the sequences with every gripper command set to ``gripper``."""
+    def held(z0: FloatArray, goal: FloatArray, actions: npt.NDArray[np.float32]) -> FloatArray:
+        fixed = np.array(actions, copy=True)                 # [N, H, A]
+        fixed[..., GRIPPER] = gripper
+        return rollout_energy(z0, goal, fixed)
+
+    return held
 
 
 def planned_ee_path(ee_position: FloatArray, actions: FloatArray) -> npt.NDArray[np.float64]:

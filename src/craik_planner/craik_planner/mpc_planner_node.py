@@ -82,6 +82,8 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'dynamics_factor': (0.0, 'dynamics factor sent with each target (0 = controller default)',
                         (0.0, 1.0)),
     'seed': (0, 'planner random seed (each goal re-seeds with it)', (0, 2**31 - 1)),
+    'hold_gripper': (True, 'keep the gripper open or closed as it is instead of planning it '
+                     '(reach and push never change it)', None),
 }
 
 
@@ -426,7 +428,7 @@ class MpcPlannerNode(Node):
         planner = PlannerConfig(**self._planner_kwargs())
         episode = MpcEpisode(backend, goal_latent, MpcConfig(
             planner=planner, energy_tolerance=tolerance, max_steps=max_steps,
-            timeout_s=timeout, seed=self.p('seed')))
+            timeout_s=timeout, seed=self.p('seed'), hold_gripper=self.p('hold_gripper')))
         start = time.monotonic()
         period, budget = self.p('step_period'), self.p('planning_budget')
         energy = float('nan')
@@ -513,7 +515,8 @@ class MpcPlannerNode(Node):
     def _plan_step(self, episode: MpcEpisode, obs: Observation, deadline: float,
                    tolerance: float) -> Any:
         z0 = episode.backend.encode_observation(obs)
-        outcome = episode.step(z0, deadline=deadline, energy_tolerance=tolerance)
+        outcome = episode.step(z0, deadline=deadline, energy_tolerance=tolerance,
+                               gripper=obs.gripper)
         if outcome.plan is not None and self._imagined_pub.get_subscription_count() > 0:
             imagined = episode.backend.imagine(z0, episode.goal, outcome.plan.actions)
             if imagined is not None:

@@ -19,14 +19,18 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
-from craik_planner.planning import RolloutEnergy
+from craik_world_model.object_energy import object_energy
 
 FloatArray = npt.NDArray[np.floating]
 
 STATE_DIM = 6
 EE = slice(0, 3)
 CUBE = slice(3, 6)
+# Weights of the object and approach terms for push (energies in metres).
+PUSH_OBJECT_WEIGHT = 1.0
+PUSH_APPROACH_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,9 @@ class PushModel:
 
     cube_half_size: float = 0.025    # m
     finger_radius: float = 0.015     # m
-    contact_height: float = 0.06     # fingertips below cube_z + this can touch the cube, m
+    # TCP below cube_z + this can touch the cube, m (the fingertips reach ~1.5 cm above the
+    # cube's top: higher, in the simulator, they pass over it).
+    contact_height: float = 0.04
     substeps: int = 5                # subdivisions of each action (avoids tunnelling)
 
     @property
@@ -75,28 +81,47 @@ def rollout_states(state: FloatArray, actions: FloatArray,
     return trajectory
 
 
-def oracle_energy(task: Literal['reach', 'push'],
-                  model: PushModel | None = None) -> RolloutEnergy:
-    """Rollout energy for ``task`` over the state layout above, in metres.
+class OracleEnergy:
+    """Energies for ``task`` over the state layout above, in metres.
 
-    The distance to the goal is averaged over every step of the imagined trajectory, not only
-    the last: with a final-state energy all ways of spreading a displacement over the horizon
-    score the same, and the executed first step would cover only a fraction of the way. For
-    ``push`` a small term keeps the fingers near the cube so that the planner approaches it
-    even when no sampled sequence reaches far enough to move it yet.
+    Called as ``rollout_energy(state [S], goal [S], actions [N, H, A]) -> [N]``: the distance to
+    the goal averaged over every step of the imagined trajectory, not only the last (with a
+    final-state energy all ways of spreading a displacement over the horizon score the same,
+    and the executed first step would cover only a fraction of the way). For ``push`` the
+    energy is the learned model's object energy
+    (:func:`craik_world_model.object_energy.object_energy`, weights ``PUSH_OBJECT_WEIGHT`` and
+    ``PUSH_APPROACH_WEIGHT``) on the true TCP and cube positions: cube-to-goal distance plus the
+    approach term that brings the fingers down behind the cube without landing on it.
     """
-    push_model = model or PushModel()
-    if task not in ('reach', 'push'):
-        raise ValueError(f"oracle_energy: unknown task {task!r} (expected 'reach' or 'push')")
 
-    def rollout_energy(state: FloatArray, goal: FloatArray,
-                       actions: FloatArray) -> npt.NDArray[np.float64]:
-        states = rollout_states(state, actions, push_model)              # [N, H, S]
+    def __init__(self, task: Literal['reach', 'push'], model: PushModel | None = None) -> None:
+        if task not in ('reach', 'push'):
+            raise ValueError(f"oracle_energy: unknown task {task!r} (expected 'reach' or "
+                             "'push')")
+        self.task = task
+        self.push_model = model or PushModel()
+
+    def __call__(self, state: FloatArray, goal: FloatArray,
+                 actions: FloatArray) -> npt.NDArray[np.float64]:
+        return self.states_energy(rollout_states(state, actions, self.push_model), goal)
+
+    def state_energy(self, state: FloatArray, goal: FloatArray) -> float:
+        """Energy of being in ``state [S]`` now."""
+        return float(self.states_energy(np.asarray(state, dtype=np.float64)[None, None], goal)[0])
+
+    def states_energy(self, states: FloatArray, goal: FloatArray) -> npt.NDArray[np.float64]:
+        """Mean energy of state trajectories ``[N, H, S]`` -> ``[N]``."""
         goal = np.asarray(goal, dtype=np.float64)
-        if task == 'reach':
+        if self.task == 'reach':
             return np.linalg.norm(states[..., EE] - goal[EE], axis=-1).mean(axis=1)
-        cube_error = np.linalg.norm(states[..., 3:5] - goal[3:5], axis=-1)
-        approach = np.linalg.norm(states[..., 0:2] - states[..., 3:5], axis=-1)
-        return (cube_error + 0.1 * approach).mean(axis=1)
+        t = torch.from_numpy(np.asarray(states, dtype=np.float64))
+        energies = object_energy(t[..., EE], t[..., None, 3:5],
+                                 torch.from_numpy(goal[None, 3:5]),
+                                 PUSH_OBJECT_WEIGHT, PUSH_APPROACH_WEIGHT)   # [N, H]
+        return energies.mean(dim=1).numpy()
 
-    return rollout_energy
+
+def oracle_energy(task: Literal['reach', 'push'],
+                  model: PushModel | None = None) -> OracleEnergy:
+    """The rollout energy of the oracle for ``task`` (see :class:`OracleEnergy`)."""
+    return OracleEnergy(task, model)

@@ -27,7 +27,7 @@ class StateBackend:
         return self._energy(z0, goal, actions)
 
     def state_energy(self, z, goal):
-        return float(self._energy(z, goal, np.zeros((1, 1, 4)))[0])
+        return self._energy.state_energy(z, goal)
 
 
 def test_reach_episode_reaches_and_then_stops_moving():
@@ -45,6 +45,32 @@ def test_reach_episode_reaches_and_then_stops_moving():
     assert np.linalg.norm(state[:3] - goal[:3]) <= 0.01
     np.testing.assert_array_equal(outcome.action, np.zeros(4))
     assert episode.steps >= 4      # 0.21 m at <= 0.05 m per axis per step
+
+
+@pytest.mark.parametrize('gripper, held', [(0.9, 1.0), (0.1, 0.0)])
+def test_the_gripper_is_held_in_the_plan_and_the_executed_action(gripper, held):
+    """An opened gripper would straddle the cube it should push: the planner keeps it as it
+    is (rounded to open or closed), in what it scores and in what it sends."""
+    seen = []
+    backend = StateBackend('push')
+    energy = backend.rollout_energy
+
+    def recording(z0, goal, actions):
+        seen.append(np.asarray(actions)[..., 3].copy())
+        return energy(z0, goal, actions)
+
+    backend.rollout_energy = recording
+    state = np.array([0.45, 0.0, 0.1, 0.5, 0.0, 0.025])
+    goal = np.array([0, 0, 0, 0.5, 0.1, 0.025])
+    episode = MpcEpisode(backend, goal, MpcConfig(
+        planner=PlannerConfig(horizon=4, max_iterations=2), seed=0))
+    outcome = episode.step(state, gripper=gripper)
+    assert outcome.action[3] == held and np.all(outcome.plan.actions[:, 3] == held)
+    assert all(np.all(s == held) for s in seen)
+    # Without the gripper's state the gripper is planned like any other dimension.
+    free = MpcEpisode(backend, goal, MpcConfig(
+        planner=PlannerConfig(horizon=4, max_iterations=2), seed=0)).step(state)
+    assert len(np.unique(free.plan.actions[:, 3])) > 1
 
 
 def test_same_seed_gives_the_same_actions():

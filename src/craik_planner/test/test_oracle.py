@@ -44,3 +44,23 @@ def test_oracle_mpc_pushes_cube_to_goal(method):
         result = plan(energy, state, goal, config, rng)
         state = rollout_states(state, result.actions[None, :1], PushModel())[0, -1]
     assert np.linalg.norm(state[3:5] - goal[3:5]) < 0.03         # the task's success radius
+
+
+def test_oracle_mpc_goes_around_and_down_behind_the_cube_from_above():
+    """The task's start: fingers 27 cm above the table, cube 9 cm from its goal. The approach
+    term brings them down behind the cube (never onto it) and the push follows."""
+    energy = oracle_energy('push')
+    state = _state([0.45, 0.0, 0.30], [0.50, 0.0, 0.025])
+    goal = _state([0, 0, 0], [0.50, 0.09, 0.025])
+    rng = np.random.default_rng(0)
+    config = PlannerConfig(horizon=8, max_iterations=4)
+    lowest_over_cube = np.inf
+    for _ in range(25):
+        result = plan(energy, state, goal, config, rng)
+        state = rollout_states(state, result.actions[None, :1], PushModel())[0, -1]
+        if np.linalg.norm(state[:2] - state[3:5]) < 0.03:
+            lowest_over_cube = min(lowest_over_cube, state[2])
+        if np.linalg.norm(state[3:5] - goal[3:5]) < 0.01:
+            break
+    assert np.linalg.norm(state[3:5] - goal[3:5]) < 0.03
+    assert lowest_over_cube > 0.08                               # it never landed on the cube

@@ -30,6 +30,10 @@ PROPRIO_NAMES = ('ee_x', 'ee_y', 'ee_z', 'gripper')
 # read-out (``WorldModel.probe``) is trained on and what the energy's pose term compares. The
 # finger opening is a few pixels at 64x64 and is left out of both.
 POSE_DIMS = 3
+# Object slots: each holds one object's table-plane position [x, y] (fr3_link0), normalised like
+# the TCP's x and y. In the simulation the objects are the scene's cubes, in index order (cube 0
+# is what `push` moves). OBJECT_DIMS values per slot.
+OBJECT_DIMS = 2
 ENERGIES = ('l1', 'l2')
 ENERGY_OVER = ('trajectory', 'final')
 
@@ -50,10 +54,13 @@ def _channels(name: str, value: tuple[int, ...]) -> None:
 class ModelConfig:
     """Architecture of the world model.
 
-    The latent of a frame is ``z = [z_vis (latent_dim) | proprio_norm (proprio_dim)]``: the visual
-    part comes from the RGB-D encoder (layer-normalised), the proprioceptive part is the
-    normalised proprioception itself. The predictor rolls the whole vector forward; the energy
-    compares only the visual part with the goal's, so a goal needs no proprioception.
+    The latent of a frame is ``z = [z_vis (latent_dim) | proprio_norm (proprio_dim) |
+    objects (object_count x OBJECT_DIMS)]``: the visual part comes from the RGB-D encoder
+    (layer-normalised), the proprioceptive part is the normalised proprioception itself, and the
+    object slots are read linearly out of the visual part (trained on the simulator's object
+    positions). The predictor rolls the whole vector forward, so an imagined push moves the
+    object slots; the energy compares the visual part, and optionally the pose and the object
+    slots, with the goal's, so a goal needs no proprioception.
     """
 
     # Model input side: camera frames (whole field of view) are resized to image_size^2.
@@ -90,6 +97,17 @@ class ModelConfig:
     # proprioceptive part) and the TCP position the goal image shows (read out of its visual
     # latent by the probe), in normalised proprioception units. 0: visual latents only.
     pose_weight: float = 0.0
+    # Object slots in the latent (0: none). Opt-in (`craik train --object-slots K`): with 2 slots
+    # the cpu preset's model read the cubes to ~1.6 cm but reached less well (see README).
+    object_count: int = 0
+    # Weight of the object term: the distance (m) between each imagined object position and the
+    # goal image's, summed over the slots. 0: not part of the energy.
+    object_weight: float = 0.0
+    # Weight of the approach term, which makes pushes plannable within the horizon: for an
+    # object more than a couple of centimetres from its goal, the TCP should be at the pre-push
+    # point behind it (away from its goal), low; elsewhere above the objects (see
+    # craik_world_model.object_energy).
+    approach_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _positive_int('image_size', self.image_size)
@@ -128,13 +146,36 @@ class ModelConfig:
                              f'{self.energy_over!r}')
         if not (math.isfinite(self.pose_weight) and 0.0 <= self.pose_weight <= 100.0):
             raise ValueError(f'pose_weight must be in [0, 100], got {self.pose_weight}')
+        if isinstance(self.object_count, bool) or not isinstance(self.object_count, int) or \
+                not 0 <= self.object_count <= 8:
+            raise ValueError(f'object_count must be an integer in 0..8, got {self.object_count!r}')
+        for name in ('object_weight', 'approach_weight'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+                raise ValueError(f'{name} must be in [0, 100], got {value}')
+            if value > 0 and self.object_count == 0:
+                raise ValueError(f'{name} needs object slots (object_count > 0)')
+        if (self.object_count or self.pose_weight > 0) and self.proprio_dim < POSE_DIMS:
+            raise ValueError(f'object slots need proprio_dim >= {POSE_DIMS} (their scale is the '
+                             "TCP's x and y)")
         if self.pose_weight > 0 and self.proprio_dim < POSE_DIMS:
             raise ValueError(f'pose_weight needs proprio_dim >= {POSE_DIMS} (the TCP position)')
 
     @property
     def full_latent_dim(self) -> int:
-        """D: visual latent plus proprioception."""
-        return self.latent_dim + self.proprio_dim
+        """D: visual latent, proprioception and object slots."""
+        return self.latent_dim + self.proprio_dim + self.object_dims
+
+    @property
+    def object_dims(self) -> int:
+        """Entries of the latent taken by the object slots."""
+        return self.object_count * OBJECT_DIMS
+
+    @property
+    def object_slice(self) -> slice:
+        """Where the object slots are in ``z``."""
+        start = self.latent_dim + self.proprio_dim
+        return slice(start, start + self.object_dims)
 
     @property
     def grid_size(self) -> int:
@@ -175,6 +216,10 @@ class TrainConfig:
     # TCP position read linearly from the visual latent. Weighted so that its error (~1 cm)
     # matters as much as the latent losses: it is what a goal image's pose read-out rests on.
     w_probe: float = 10.0
+    # Object slots vs the simulator's object positions (normalised), on encoded frames and on
+    # the open-loop rollout (so the predictor learns to move them); windows without object
+    # positions (lab recordings) do not count.
+    w_object: float = 10.0
     # How many rollout steps are decoded per window (decoding is most of the cost).
     decode_steps: int = 2
     # Probability of hiding the depth of the context frame (the encoder learns an RGB-only path).
@@ -251,7 +296,7 @@ PRESETS: dict[str, Preset] = {
                           warmup_steps=1000)),
     'tiny': Preset(
         'tiny',
-        model=ModelConfig(image_size=16, latent_dim=16, rgb_channels=(8, 8),
+        model=ModelConfig(image_size=16, latent_dim=16, rgb_channels=(8, 8), object_count=1,
                           depth_channels=(4, 4), decoder_channels=(8, 8),
                           decoder_depth_channels=(4, 4), predictor_hidden=32,
                           predictor_layers=1),

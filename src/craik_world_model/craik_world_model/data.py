@@ -42,6 +42,9 @@ class EpisodeArrays:
     depth: np.ndarray         # [T+1, H, W] float32 metres, 0 = no return
     proprio: np.ndarray       # [T+1, P] float32: ee_x, ee_y, ee_z (m, fr3_link0), gripper 0..1
     actions: np.ndarray       # [T, A] float32: dx, dy, dz (m), gripper command 0..1
+    # [T+1, N, 2] float32: object positions in the table plane (m, fr3_link0), ground truth
+    # from the simulator; None when unknown (robot recordings).
+    objects: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -66,9 +69,12 @@ class EpisodeArrays:
         if self.proprio.shape != (t1, proprio_dim):
             problems.append(f'proprio must be [T+1={t1}, {proprio_dim}], got '
                             f'{self.proprio.shape}')
-        for name in ('depth', 'proprio', 'actions'):
+        if self.objects is not None and (self.objects.ndim != 3 or self.objects.shape[0] != t1
+                                         or self.objects.shape[2] != 2):
+            problems.append(f'objects must be [T+1={t1}, N, 2], got {self.objects.shape}')
+        for name in ('depth', 'proprio', 'actions', 'objects'):
             arr = getattr(self, name)
-            if arr.dtype.kind == 'f' and not np.isfinite(arr).all():
+            if arr is not None and arr.dtype.kind == 'f' and not np.isfinite(arr).all():
                 problems.append(f'{name} contains NaN or infinite values')
         if problems:
             raise EpisodeLoadError(f'{self.name}: ' + '; '.join(problems))
@@ -86,7 +92,7 @@ def to_model_resolution(episode: EpisodeArrays, config: ModelConfig) -> EpisodeA
         raise EpisodeLoadError(str(exc)) from exc
     rgb_u8 = np.round(rgb.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)  # [T+1, S, S, 3]
     return EpisodeArrays(episode.name, rgb_u8, depth[:, 0], episode.proprio.astype(np.float32),
-                         episode.actions.astype(np.float32))
+                         episode.actions.astype(np.float32), episode.objects)
 
 
 @dataclass
@@ -97,11 +103,14 @@ class WindowBatch:
     depth: torch.Tensor       # [B, H+1, 1, S, S] metres
     proprio: torch.Tensor     # [B, H+1, P]
     actions: torch.Tensor     # [B, H, A]
+    objects: torch.Tensor     # [B, H+1, 2K] normalised object positions (zeros where unknown)
+    objects_known: torch.Tensor  # [B] 1.0 where the window's episode has object positions
 
     def to(self, device: torch.device | str) -> WindowBatch:
         """The batch on ``device``."""
         return WindowBatch(self.rgb.to(device), self.depth.to(device),
-                           self.proprio.to(device), self.actions.to(device))
+                           self.proprio.to(device), self.actions.to(device),
+                           self.objects.to(device), self.objects_known.to(device))
 
 
 class WindowDataset:
@@ -109,7 +118,9 @@ class WindowDataset:
 
     Frames are stored once, concatenated: uint8 RGB ``[F, 3, S, S]``, depth ``[F, 1, S, S]``
     (float16 metres, ~1 mm resolution at 2 m), proprio ``[F, P]``, actions ``[F, A]``
-    (the row after an episode's last action is padding that no window reaches).
+    (the row after an episode's last action is padding that no window reaches), and the first
+    ``object_count`` object positions ``[F, 2K]``, normalised like the TCP's x and y (zeros and
+    not known for episodes with fewer objects).
     """
 
     def __init__(self, episodes: Sequence[EpisodeArrays], config: ModelConfig, horizon: int,
@@ -120,7 +131,10 @@ class WindowDataset:
         self.horizon = horizon
         self.augment = augment
         self.names: list[str] = []
-        rgb, depth, proprio, actions = [], [], [], []
+        rgb, depth, proprio, actions, objects, known = [], [], [], [], [], []
+        k = config.object_count
+        offset_xy = np.asarray(config.proprio_offset[:2], dtype=np.float32)
+        scale_xy = np.asarray(config.proprio_scale[:2], dtype=np.float32)
         starts: list[int] = []
         offset = 0
         size = config.image_size
@@ -136,6 +150,13 @@ class WindowDataset:
             proprio.append(torch.from_numpy(episode.proprio.astype(np.float32)))
             pad = np.zeros((1, config.action_dim), dtype=np.float32)
             actions.append(torch.from_numpy(np.concatenate([episode.actions, pad])))
+            has = episode.objects is not None and episode.objects.shape[1] >= k
+            slots = np.zeros((frames, k, 2), dtype=np.float32)
+            if has and k:
+                assert episode.objects is not None
+                slots = (episode.objects[:, :k] - offset_xy) / scale_xy
+            objects.append(torch.from_numpy(slots.reshape(frames, 2 * k).astype(np.float32)))
+            known.append(torch.full((frames,), float(has and k > 0)))
             starts.extend(range(offset, offset + frames - horizon))
             offset += frames
         if not starts:
@@ -145,6 +166,8 @@ class WindowDataset:
         self.depth = torch.cat(depth).contiguous()        # [F, 1, S, S] float16
         self.proprio = torch.cat(proprio).contiguous()    # [F, P]
         self.actions = torch.cat(actions).contiguous()    # [F, A]
+        self.objects = torch.cat(objects).contiguous()    # [F, 2K]
+        self.objects_known = torch.cat(known)             # [F]
         self.starts = torch.tensor(starts, dtype=torch.long)  # [W]
         self._offsets = torch.arange(horizon + 1)
 
@@ -167,7 +190,9 @@ class WindowDataset:
         return WindowBatch(rgb=rgb,
                            depth=self.depth[frames].float(),         # [B, H+1, 1, S, S]
                            proprio=self.proprio[frames],             # [B, H+1, P]
-                           actions=self.actions[frames[:, :-1]])     # [B, H, A]
+                           actions=self.actions[frames[:, :-1]],     # [B, H, A]
+                           objects=self.objects[frames],             # [B, H+1, 2K]
+                           objects_known=self.objects_known[frames[:, 0]])  # [B]
 
     def sample(self, batch_size: int, generator: torch.Generator) -> WindowBatch:
         """``batch_size`` windows drawn uniformly with ``generator``."""

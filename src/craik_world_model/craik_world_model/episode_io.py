@@ -6,7 +6,8 @@ The format, its loader and its writer belong to ``craik_sim``; this module only 
 - ``rgb`` [T+1, H, W, 3] uint8 -> rgb; ``depth`` [T+1, H, W] uint16 mm -> metres;
 - proprioception = ``ee_pos`` [T+1, 3] (m) + gripper = ``1 - gripper_width / 0.08`` (0 open ...
   1 closed, the convention of the gripper command);
-- ``actions`` [T, 4] as they are.
+- ``actions`` [T, 4] as they are;
+- objects = ``cube_pos`` [T+1, N, :2] (m, ground truth; robot recordings have N = 0).
 
 A dataset directory holds ``index.json`` + one ``.npz`` per episode; a directory whose
 subdirectories are datasets is read as all of them.
@@ -55,9 +56,12 @@ def to_episode_arrays(arrays: dict[str, np.ndarray], name: str) -> EpisodeArrays
         raise EpisodeLoadError(f'{name}: depth must be uint16 millimetres, got {depth.dtype}')
     gripper = gripper_from_width(arrays['gripper_width']).astype(np.float32)[:, None]
     proprio = np.concatenate([arrays['ee_pos'].astype(np.float32), gripper], axis=1)
+    cubes = arrays['cube_pos']
+    objects = cubes[:, :, :2].astype(np.float32) if cubes.shape[1] else None
     return EpisodeArrays(name=name, rgb=arrays['rgb'],
                          depth=depth.astype(np.float32) * np.float32(0.001),
-                         proprio=proprio, actions=arrays['actions'].astype(np.float32))
+                         proprio=proprio, actions=arrays['actions'].astype(np.float32),
+                         objects=objects)
 
 
 def _sha256(path: Path) -> str:

@@ -116,6 +116,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="what the rollout graph's energy scores (default: the model's)")
     parser.add_argument('--pose-weight', type=float,
                         help="weight of the energy's pose term (default: the model's)")
+    parser.add_argument('--object-weight', type=float,
+                        help="weight of the energy's object term, per metre (default: the "
+                        "model's; needs object slots)")
+    parser.add_argument('--approach-weight', type=float,
+                        help="weight of the energy's approach term, per metre (default: the "
+                        "model's; needs object slots)")
     parser.add_argument('--copy-files', nargs='*', default=[], metavar='FILE',
                         help='extra files to copy into the export (model card, eval JSON)')
 
@@ -127,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         model, meta = load_model(args.checkpoint, verify=not args.no_verify)
         # The energy is a planning choice baked into the rollout graphs, not a trained weight.
         model.config = override(model.config, energy_over=args.energy_over,
-                                pose_weight=args.pose_weight)
+                                pose_weight=args.pose_weight, object_weight=args.object_weight,
+                                approach_weight=args.approach_weight)
         for part in (model.encoder, model.predictor, model.decoder):
             part.config = model.config
     except ValueError as exc:

@@ -3,7 +3,8 @@
 Three parts (sizes for the ``cpu`` preset, S=64, D_v=128, P=4, A=4):
 
 - :class:`RGBDEncoder`: RGB ``[B, 3, S, S]`` + depth ``[B, 1, S, S]`` (metres, 0 = no return) +
-  proprioception ``[B, P]`` -> latent ``z = [z_vis | p_norm]`` ``[B, D]`` (D = D_v + P). Two
+  proprioception ``[B, P]`` -> latent ``z = [z_vis | p_norm | objects]`` ``[B, D]``
+  (D = D_v + P + 2K; the K object slots are read linearly from z_vis). Two
   convolutional streams: depth (value + validity mask) and RGB; at every stage the depth
   stream's features are concatenated into the RGB stream (RoboScape: depth informs RGB). The
   visual latent is layer-normalised, so its scale cannot collapse and L1 distances between
@@ -18,7 +19,8 @@ The energy of an imagined outcome is the mean absolute difference between the vi
 predicted latents and the encoded goal (V-JEPA 2-AC / DINO-WM), averaged over the imagined
 trajectory (``energy_over``), plus optionally a pose term (``pose_weight``): the predicted TCP
 position against the one the goal image shows, read out of the goal's visual latent by the
-probe. No decoding in the loop.
+probe, plus optionally object and approach terms on the object slots (``object_weight``,
+``approach_weight``: :mod:`craik_world_model.object_energy`). No decoding in the loop.
 """
 
 from __future__ import annotations
@@ -27,15 +29,34 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from craik_world_model.config import POSE_DIMS, ModelConfig
+from craik_world_model.config import OBJECT_DIMS, POSE_DIMS, ModelConfig
+from craik_world_model.object_energy import object_energy
+
+
+def tcp_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The TCP position ``[..., 3]`` (m, fr3_link0) held in latents ``z [..., D]``."""
+    dv = config.latent_dim
+    offset = torch.tensor(config.proprio_offset[:POSE_DIMS], dtype=z.dtype, device=z.device)
+    scale = torch.tensor(config.proprio_scale[:POSE_DIMS], dtype=z.dtype, device=z.device)
+    return z[..., dv:dv + POSE_DIMS] * scale + offset
+
+
+def objects_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The object positions ``[..., K, 2]`` (m, table plane) held in latents ``z [..., D]``."""
+    offset = torch.tensor(config.proprio_offset[:OBJECT_DIMS], dtype=z.dtype, device=z.device)
+    scale = torch.tensor(config.proprio_scale[:OBJECT_DIMS], dtype=z.dtype, device=z.device)
+    slots = z[..., config.object_slice]
+    return slots.unflatten(-1, (config.object_count, OBJECT_DIMS)) * scale + offset
 
 
 def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """Distance of latents ``[..., D]`` to goal latents ``[..., D]`` -> ``[...]``.
 
     The visual parts, plus ``pose_weight`` times the TCP-position parts (a goal's comes from
-    the image read-out, :meth:`WorldModel.encode_goal`). The gripper entry never counts. The
-    one definition used by the rollout graphs and by every runtime's ``energy``.
+    the image read-out, :meth:`WorldModel.encode_goal`), plus the object and approach terms of
+    :func:`craik_world_model.object_energy.object_energy` when their weights are set. The
+    gripper entry never counts. The one definition used by the rollout graphs and by every
+    runtime's ``energy``.
     """
     dv = config.latent_dim
 
@@ -45,6 +66,10 @@ def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> t
     e = dist(z[..., :dv] - goal[..., :dv])
     if config.pose_weight > 0:
         e = e + config.pose_weight * dist(z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS])
+    if config.object_weight > 0 or config.approach_weight > 0:
+        e = e + object_energy(tcp_metres(z, config), objects_metres(z, config),
+                              objects_metres(goal, config), config.object_weight,
+                              config.approach_weight)
     return e
 
 
@@ -105,6 +130,9 @@ class RGBDEncoder(nn.Module):
         grid = config.grid_size
         self.project = nn.Linear((rgb_in + depth_in) * grid * grid, config.latent_dim)
         self.norm = nn.LayerNorm(config.latent_dim, elementwise_affine=False)
+        # Object positions read linearly from the visual latent (so they must be in it).
+        self.object_head = nn.Linear(config.latent_dim, config.object_dims) \
+            if config.object_count else None
 
     def depth_input(self, depth: torch.Tensor) -> torch.Tensor:
         """Depth ``[B, 1, S, S]`` metres -> ``[B, 2, S, S]`` (normalised value, valid mask)."""
@@ -125,7 +153,10 @@ class RGBDEncoder(nn.Module):
             r = rgb_stage(torch.cat([r, d], dim=1))
             d = depth_stage(d)
         z_vis = self.norm(self.project(torch.cat([r, d], dim=1).flatten(1)))  # [B, D_v]
-        return torch.cat([z_vis, self.normalise_proprio(proprio)], dim=1)
+        parts = [z_vis, self.normalise_proprio(proprio)]
+        if self.object_head is not None:
+            parts.append(self.object_head(z_vis))                                # [B, 2K]
+        return torch.cat(parts, dim=1)
 
 
 class Predictor(nn.Module):

@@ -59,9 +59,11 @@ def episode(seed: int, steps: int = 24, width: int = 64, height: int = 64,
     rgb = np.zeros((steps + 1, height, width, 3), dtype=np.uint8)
     depth = np.zeros((steps + 1, height, width), dtype=np.float32)
     proprio = np.zeros((steps + 1, 4), dtype=np.float32)
+    objects = np.zeros((steps + 1, 1, 2), dtype=np.float32)
     for t in range(steps + 1):
         rgb[t], depth[t] = render(ee, gripper, cube, width, height)
         proprio[t] = (*ee, gripper)
+        objects[t, 0] = cube[:2]
         if t == steps:
             break
         a = np.concatenate([rng.uniform(-0.05, 0.05, 3), [float(rng.random() < 0.5)]])
@@ -71,7 +73,7 @@ def episode(seed: int, steps: int = 24, width: int = 64, height: int = 64,
             cube[:2] += new_ee[:2] - ee[:2]
         ee = new_ee
         gripper = float(a[3])
-    return EpisodeArrays(name or f'synthetic/{seed:05d}', rgb, depth, proprio, actions)
+    return EpisodeArrays(name or f'synthetic/{seed:05d}', rgb, depth, proprio, actions, objects)
 
 
 def episodes(count: int, steps: int = 24, width: int = 64, height: int = 64,

@@ -73,7 +73,7 @@ from craik_world_model.data import (
 from craik_world_model.model import RGBDEncoder, WorldModel, count_parameters
 
 LOSS_NAMES = ('latent', 'teacher', 'proprio', 'recon_rgb', 'recon_depth', 'pred_rgb',
-              'pred_depth', 'rgb_only', 'motion', 'probe')
+              'pred_depth', 'rgb_only', 'motion', 'probe', 'object')
 
 
 def masked_depth_l1(pred: torch.Tensor, target: torch.Tensor, depth_max_m: float) -> torch.Tensor:
@@ -98,10 +98,11 @@ class Objective(nn.Module):
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, proprio: torch.Tensor,
                 actions: torch.Tensor, target: torch.Tensor, depth_keep: torch.Tensor,
-                decode_idx: torch.Tensor, rgb_only_frame: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                decode_idx: torch.Tensor, rgb_only_frame: int, objects: torch.Tensor,
+                objects_known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # rgb [B, T, 3, S, S]; depth [B, T, 1, S, S]; proprio [B, T, P]; actions [B, H, A];
-        # target [B, T, D] (EMA encoder, no grad); depth_keep [B]; decode_idx [K] in 0..H-1.
+        # target [B, T, D] (EMA encoder, no grad); depth_keep [B]; decode_idx [K] in 0..H-1;
+        # objects [B, T, 2K] normalised positions; objects_known [B] (1: positions are real).
         c, mc = self.config, self.model.config
         dv = mc.latent_dim
         b, t = rgb.shape[:2]
@@ -148,12 +149,26 @@ class Objective(nn.Module):
         z_rgb = self.model.encode(rgb[:, rgb_only_frame], torch.zeros_like(depth[:, 0]),
                                   proprio[:, rgb_only_frame])
         rgb_only = (z_rgb[:, :dv] - target[:, rgb_only_frame, :dv]).abs().mean() / move
+        # Object slots: read from the encoded frames (the encoder must see the objects) and
+        # carried by the open-loop rollout (the predictor must move them when the arm pushes).
+        # Windows without ground truth (robot recordings) contribute nothing.
+        obj = mc.object_slice
+        if mc.object_count:
+            known = objects_known.view(b, 1, 1)
+            encoded = torch.stack([z0[:, obj], z_last[:, obj]], dim=1)          # [B, 2, 2K]
+            truth = torch.stack([objects[:, 0], objects[:, -1]], dim=1)         # [B, 2, 2K]
+            object_loss = ((((encoded - truth) ** 2) * known).sum()
+                           + (((zs[..., obj] - objects[:, 1:]) ** 2) * known).sum()) / (
+                (known.sum() * (2 + h) * mc.object_dims).clamp_min(1.0))
+        else:
+            object_loss = torch.zeros((), device=rgb.device)
         total = (c.w_latent * latent + c.w_teacher * teacher + c.w_proprio * prop
                  + c.w_recon * (recon_rgb + c.w_depth * recon_depth)
                  + c.w_pred_rgb * pred_rgb + c.w_pred_depth * c.w_depth * pred_depth
-                 + c.w_rgb_only * rgb_only + c.w_motion * spread + c.w_probe * probe)
+                 + c.w_rgb_only * rgb_only + c.w_motion * spread + c.w_probe * probe
+                 + c.w_object * object_loss)
         parts = torch.stack([latent, teacher, prop, recon_rgb, recon_depth, pred_rgb,
-                             pred_depth, rgb_only, motion, probe]).detach()
+                             pred_depth, rgb_only, motion, probe, object_loss]).detach()
         return total, parts
 
 
@@ -217,7 +232,7 @@ def validate(model: WorldModel, target_encoder: RGBDEncoder, dataset: WindowData
         target = encode_targets(target_encoder, batch)
         _, parts = objective(batch.rgb, batch.depth, batch.proprio, batch.actions, target,
                              torch.ones(b, device=device), torch.tensor([h - 1], device=device),
-                             0)
+                             0, batch.objects, batch.objects_known)
         sums += parts.cpu() * b
         z0 = model.encode(batch.rgb[:, 0], batch.depth[:, 0], batch.proprio[:, 0])
         rgb_hat, _ = model.decode(model.rollout(z0, batch.actions)[:, -1])
@@ -354,7 +369,8 @@ def train(preset: Preset, train_episodes: list[EpisodeArrays],
         depth_keep, decode_idx, frame = random_choices(tc, per_rank, generator)
         target = encode_targets(target_encoder, batch)
         loss, parts = objective(batch.rgb, batch.depth, batch.proprio, batch.actions, target,
-                                depth_keep.to(dev), decode_idx.to(dev), frame)
+                                depth_keep.to(dev), decode_idx.to(dev), frame, batch.objects,
+                                batch.objects_known)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Gradients are already averaged across ranks here, so every rank sees the same norm.
@@ -383,7 +399,8 @@ def train(preset: Preset, train_episodes: list[EpisodeArrays],
                 bar.set_postfix(latent=f'{entry["latent"]:.3f}', rgb=f'{entry["pred_rgb"]:.4f}')
             else:
                 log(f'step {done}: latent {entry["latent"]:.4f} pred_rgb '
-                    f'{entry["pred_rgb"]:.5f} pred_depth {entry["pred_depth"]:.4f}')
+                    f'{entry["pred_rgb"]:.5f} pred_depth {entry["pred_depth"]:.4f} object '
+                    f'{entry["object"]:.4f}')
         if done % tc.val_every == 0 or done == tc.steps:
             if info.is_main:
                 metrics = validate(model, target_encoder, val_ds, tc, tc.val_windows, dev)
@@ -470,6 +487,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--ema-decay', type=float, help='EMA of the target encoder (0: copy)')
     parser.add_argument('--action-blind', action='store_true',
                         help='train the action-blind control model (predictor ignores actions)')
+    parser.add_argument('--object-slots', type=int, metavar='K',
+                        help='object slots in the latent, trained on the first K cubes of the '
+                        "simulator's episodes (default: the preset's)")
     parser.add_argument('--augment', action='store_true', help='brightness/contrast jitter')
     parser.add_argument('--on-corrupt', choices=('skip', 'fail'),
                         help='a corrupt episode chunk is reported and skipped, or fails the run')
@@ -496,6 +516,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
     mc: ModelConfig = preset.model
     if args.action_blind:
         mc = replace(mc, action_conditioned=False)
+    if args.object_slots is not None:
+        mc = replace(mc, object_count=args.object_slots)
     dc: DataConfig = preset.data
     if args.augment:
         dc = replace(dc, augment=True)

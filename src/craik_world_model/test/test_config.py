@@ -21,7 +21,7 @@ def test_presets_are_valid_and_named():
     cpu = get_preset('cpu').model
     assert cpu.image_size == 64
     assert 64 <= cpu.latent_dim <= 256
-    assert cpu.full_latent_dim == cpu.latent_dim + 4
+    assert cpu.full_latent_dim == cpu.latent_dim + 4 + 2 * cpu.object_count
     assert get_preset('gpu').model.image_size > cpu.image_size
 
 
@@ -39,10 +39,22 @@ def test_unknown_preset_lists_the_known_ones():
     ('energy_over', 'best'),
     ('pose_weight', -1.0),
     ('pose_weight', float('nan')),
+    ('object_count', -1),
+    ('object_count', 2.0),
+    ('object_weight', float('inf')),
+    ('approach_weight', -0.5),
 ])
 def test_model_config_rejects_bad_fields_by_name(field, value):
     with pytest.raises(ValueError, match=field):
-        replace(ModelConfig(), **{field: value})
+        replace(ModelConfig(object_count=2), **{field: value})
+
+
+def test_object_terms_need_object_slots():
+    with pytest.raises(ValueError, match='object_weight needs object slots'):
+        ModelConfig(object_weight=1.0)
+    c = ModelConfig(object_count=2, object_weight=1.0)
+    assert c.full_latent_dim == c.latent_dim + c.proprio_dim + 4
+    assert c.object_slice == slice(c.latent_dim + c.proprio_dim, c.full_latent_dim)
 
 
 @pytest.mark.parametrize('field, value', [

@@ -33,8 +33,9 @@ def _sim_arrays(episode: EpisodeArrays) -> dict:
         'gripper_width': ((1 - episode.proprio[:, 3]) * 0.08).astype(np.float32),
         'actions': episode.actions, 'applied_displacement': episode.actions[:, :3].copy(),
         'contact': np.zeros(t1 - 1, bool),
-        'cube_pos': np.zeros((t1, 1, 3), np.float32), 'cube_quat': np.zeros((t1, 1, 4),
-                                                                              np.float32),
+        'cube_pos': np.concatenate([episode.objects, np.full((t1, 1, 1), 0.025)], axis=2
+                                   ).astype(np.float32),
+        'cube_quat': np.zeros((t1, 1, 4), np.float32),
         'goal_rgb': episode.rgb[-1], 'goal_depth': depth_mm[-1],
         'intrinsics': np.eye(3), 'extrinsics': np.eye(4),
     }
@@ -112,6 +113,21 @@ def test_sim_format_round_trip(sim_dataset, toy_episodes):
     np.testing.assert_allclose(first.actions, ref.actions)
     np.testing.assert_allclose(first.depth, ref.depth, atol=2e-3)   # mm quantisation
     np.testing.assert_array_equal(first.rgb, ref.rgb)
+    np.testing.assert_allclose(first.objects, ref.objects)
+
+
+def test_object_positions_reach_the_windows_normalised(sim_dataset, toy_episodes):
+    """Cube positions become normalised object slots; episodes without them are not known."""
+    episodes = load_episodes([sim_dataset], CFG, DataConfig())
+    blind = EpisodeArrays('lab', episodes[1].rgb, episodes[1].depth, episodes[1].proprio,
+                          episodes[1].actions)                  # a robot recording: no objects
+    ds = WindowDataset([episodes[0], blind], CFG, horizon=2)
+    batch = ds.batch([0, len(ds) - 1])
+    xy = toy_episodes[0].objects[:3, 0]                         # [H+1, 2] metres
+    expected = (xy - np.array(CFG.proprio_offset[:2])) / np.array(CFG.proprio_scale[:2])
+    np.testing.assert_allclose(batch.objects[0].numpy(), expected, atol=1e-6)
+    assert batch.objects_known.tolist() == [1.0, 0.0]
+    assert not batch.objects[1].any()
 
 
 def test_a_parent_directory_reads_every_dataset(sim_dataset):

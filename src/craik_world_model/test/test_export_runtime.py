@@ -261,8 +261,12 @@ def test_shipped_model_verifies_and_backends_agree():
                                torch_rt.rollout_energy(z0, goal, actions), atol=ATOL)
 
 
-def test_pose_weighted_export_matches_eager(tmp_path, exported):
-    """`craik wm-export --pose-weight`: the goal's pose is read from the image, in every graph."""
+@pytest.mark.parametrize('weights', [{'pose_weight': 2.5},
+                                     {'pose_weight': 1.0, 'object_weight': 3.0,
+                                      'approach_weight': 1.5}])
+def test_weighted_export_matches_eager(tmp_path, exported, weights):
+    """`craik wm-export --pose-weight/--object-weight/--approach-weight`: the goal's pose and
+    objects are read from the image, and every graph scores them as the eager model does."""
     from dataclasses import replace
 
     from craik_world_model import export
@@ -272,10 +276,12 @@ def test_pose_weighted_export_matches_eager(tmp_path, exported):
     out = tmp_path / 'posed'
     parser = argparse.ArgumentParser()
     export.configure_parser(parser)
+    flags = [item for k, v in weights.items() for item in (f"--{k.replace('_', '-')}", str(v))]
     assert export.run(parser.parse_args([str(src), '--out', str(out), '--horizons', str(H),
-                                         '--pose-weight', '2.5'])) == 0
-    assert json.loads((out / 'export.json').read_text())['model_config']['pose_weight'] == 2.5
-    weighted = type(model)(replace(model.config, pose_weight=2.5))
+                                         *flags])) == 0
+    written = json.loads((out / 'export.json').read_text())['model_config']
+    assert all(written[k] == v for k, v in weights.items())
+    weighted = type(model)(replace(model.config, **weights))
     weighted.load_state_dict(model.state_dict())
     weighted.eval()
     rgb, depth, proprio, actions = _inputs(model.config)
@@ -290,4 +296,5 @@ def test_pose_weighted_export_matches_eager(tmp_path, exported):
                                              torch.from_numpy(goal_e)[None])[0])
         assert rt.energy(z0, goal) == pytest.approx(expected, abs=1e-5)
         # The observation keeps its measured pose; only the goal's comes from the image.
-        assert not np.allclose(z0[-4:-1], goal[-4:-1])
+        dv = model.config.latent_dim
+        assert not np.allclose(z0[dv:dv + 3], goal[dv:dv + 3])

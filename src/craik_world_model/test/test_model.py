@@ -28,7 +28,11 @@ def test_shapes(tiny_model):
     z = tiny_model.encode(rgb, depth, proprio)
     assert z.shape == (2, c.full_latent_dim)
     # The proprioceptive part is the normalised proprioception itself.
-    torch.testing.assert_close(z[:, c.latent_dim:], tiny_model.encoder.normalise_proprio(proprio))
+    dv, p = c.latent_dim, c.proprio_dim
+    torch.testing.assert_close(z[:, dv:dv + p], tiny_model.encoder.normalise_proprio(proprio))
+    # The object slots are read out of the visual part.
+    encoder = tiny_model.encoder
+    torch.testing.assert_close(z[:, c.object_slice], encoder.object_head(z[:, :dv]))
     zs = tiny_model.rollout(z, _actions(2, 5))
     assert zs.shape == (2, 5, c.full_latent_dim)
     with torch.no_grad():

@@ -30,7 +30,9 @@ def episodes():
     return synthetic.episodes(5, steps=8, width=16, height=16, seed=11)
 
 
-def test_objective_parts_are_finite_and_differentiable(tiny_preset, episodes):
+@pytest.fixture
+def objective_inputs(tiny_preset, episodes):
+    """(model, objective, positional inputs but the last two, batch) of one tiny batch."""
     from craik_world_model.data import WindowDataset
     from craik_world_model.model import WorldModel
     from craik_world_model.train import encode_targets
@@ -40,12 +42,27 @@ def test_objective_parts_are_finite_and_differentiable(tiny_preset, episodes):
     batch = ds.sample(4, g)
     keep, idx, frame = random_choices(tiny_preset.train, 4, g)
     assert idx[-1] == tiny_preset.train.horizon - 1      # the last step is always decoded
-    loss, parts = Objective(model, tiny_preset.train)(
-        batch.rgb, batch.depth, batch.proprio, batch.actions,
-        encode_targets(model.encoder, batch), keep, idx, frame)
-    assert torch.isfinite(loss) and parts.shape == (10,) and torch.isfinite(parts).all()
+    inputs = (batch.rgb, batch.depth, batch.proprio, batch.actions,
+              encode_targets(model.encoder, batch), keep, idx, frame)
+    return model, Objective(model, tiny_preset.train), inputs, batch
+
+
+def test_objective_parts_are_finite_and_differentiable(objective_inputs):
+    model, objective, inputs, batch = objective_inputs
+    loss, parts = objective(*inputs, batch.objects, batch.objects_known)
+    assert torch.isfinite(loss) and parts.shape == (11,) and torch.isfinite(parts).all()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_object_loss_counts_only_windows_with_object_positions(objective_inputs):
+    """Robot recordings have no object positions: their windows add no object loss."""
+    from craik_world_model.train import LOSS_NAMES
+    _, objective, inputs, batch = objective_inputs
+    _, parts = objective(*inputs, batch.objects, batch.objects_known)
+    assert parts[LOSS_NAMES.index('object')] > 0
+    _, parts = objective(*inputs, batch.objects, torch.zeros(4))
+    assert parts[LOSS_NAMES.index('object')] == 0
 
 
 def test_learning_rate_schedule(tiny_preset):
@@ -85,12 +102,15 @@ def test_craik_train_command(tmp_path):
     from craik_bringup.cli import main
     out = tmp_path / 'run'
     rc = main(['train', '--synthetic', '6', '--preset', 'tiny', '--steps', '2', '--out',
-               str(out), '--no-progress', '--threads', '1'])
+               str(out), '--no-progress', '--threads', '1', '--object-slots', '0'])
     assert rc == 0 and (out / 'model.safetensors').exists()
+    assert load_model(out / 'model.safetensors')[0].config.object_count == 0
     assert 'craik train' in load_model(out / 'model.safetensors')[1]['command']
     assert main(['train', '--preset', 'tiny', '--out', str(out)]) == 2      # no data given
     assert main(['train', '--synthetic', '2', '--preset', 'tiny', '--steps', '0', '--out',
                  str(out)]) == 2                                          # invalid override
+    assert main(['train', '--synthetic', '2', '--preset', 'tiny', '--object-slots', '-1',
+                 '--out', str(out)]) == 2
 
 
 def test_ddp_two_processes_stay_in_sync(tmp_path):
