@@ -7,6 +7,8 @@ camera and controller topics), exactly as a user's client would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import concurrent.futures
 from dataclasses import dataclass, field
 import threading
 import time
@@ -143,12 +145,35 @@ class SimClient:
             time.sleep(0.02)
         return response
 
+    def _on_spin_thread(self, call: Callable[[], Any], what: str) -> Any:
+        """``call()`` run on the thread that spins the executor; returns what it returned.
+
+        The ROS Kilted wheel's ``ActionClient.send_goal_async`` registers its future, then
+        replaces it with a second one outside its lock: a goal response taken by the spinning
+        thread in between completes the first, and the future it returns never completes
+        (seen: `craik eval` waited 30 s for an accepted goal, once in ~100 episodes). Called on
+        the spinning thread, no response can be taken in between.
+        """
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(call())
+            except Exception as exc:  # noqa: BLE001 (handed to the caller)
+                done.set_exception(exc)
+
+        self._executor.create_task(run)
+        try:
+            return done.result(timeout=10.0)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f'{what}: the client executor did not run it within 10 s') from None
+
     def send_goal(self, goal: Any) -> tuple[Any, GoalRun]:
         """Send a ReachGoal; returns (goal handle, run whose feedback fills in as it comes)."""
         run = GoalRun(result=None)
-        handle = self._wait(self.goal_client.send_goal_async(
-            goal, feedback_callback=lambda m: run.feedback.append(m.feedback)), 30.0,
-            'send ReachGoal')
+        future = self._on_spin_thread(lambda: self.goal_client.send_goal_async(
+            goal, feedback_callback=lambda m: run.feedback.append(m.feedback)), 'send ReachGoal')
+        handle = self._wait(future, 30.0, 'send ReachGoal')
         if not handle.accepted:
             raise RuntimeError('ReachGoal was not accepted')
         return handle, run

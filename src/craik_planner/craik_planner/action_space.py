@@ -71,6 +71,10 @@ class ActionBounds:
 # the arm moves between the observation a step is planned on and the moment the controller
 # measures the displacement, and a target exactly at the limit is then rejected.
 STEP_MARGIN_M = 0.002
+# Kept this far inside the controller's workspace box: the controller checks a streamed target
+# from its own measured pose, and a target exactly on a face came out 20 um outside it (seen:
+# z = 0.01998 against 0.02 m, rejected).
+BOX_MARGIN_M = 0.001
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class CommandLimits:
         lo = np.asarray(self.workspace_min, dtype=np.float64)
         hi = np.asarray(self.workspace_max, dtype=np.float64)
         if lo.shape != (3,) or hi.shape != (3,) or not np.all(np.isfinite(lo)) \
-                or not np.all(np.isfinite(hi)) or np.any(lo >= hi):
+                or not np.all(np.isfinite(hi)) or np.any(lo + 2 * BOX_MARGIN_M >= hi):
             raise ValueError(f'CommandLimits: workspace_min {lo} must be below workspace_max '
                              f'{hi} on every axis (3 finite values each)')
         if not 0.0 < self.max_step_m <= MAX_DISPLACEMENT_M:
@@ -105,7 +109,7 @@ def limit_target(target: npt.ArrayLike, ee_position: npt.ArrayLike, limits: Comm
     t = np.asarray(target, dtype=np.float64)
     ee = np.asarray(ee_position, dtype=np.float64)
     notes: list[str] = []
-    boxed = np.clip(t, limits.workspace_min, limits.workspace_max)
+    boxed = np.clip(t, limits.workspace_min + BOX_MARGIN_M, limits.workspace_max - BOX_MARGIN_M)
     if np.any(boxed != t):
         notes.append(f'workspace box on {_axes(boxed != t)}')
     limited = ee + np.clip(boxed - ee, -limits.max_step_m, limits.max_step_m)

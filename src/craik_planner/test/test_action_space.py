@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from craik_planner.action_space import MAX_DISPLACEMENT_M, CommandLimits, limit_target
+from craik_planner.action_space import (
+    BOX_MARGIN_M,
+    MAX_DISPLACEMENT_M,
+    CommandLimits,
+    limit_target,
+)
 
 
 def _limits():
@@ -18,8 +23,15 @@ def test_targets_inside_every_limit_are_sent_unchanged():
 
 def test_a_target_below_the_table_is_kept_in_the_box_and_reported():
     target, notes = limit_target([0.45, 0.07, 0.001], [0.45, 0.07, 0.03], _limits())
-    np.testing.assert_allclose(target, [0.45, 0.07, 0.02])
+    # Not on the face: the controller measures from its own pose and refused 0.01998 m.
+    np.testing.assert_allclose(target, [0.45, 0.07, 0.02 + BOX_MARGIN_M])
     assert notes == ['workspace box on z']
+
+
+def test_a_target_on_a_face_of_the_box_is_moved_inside():
+    target, notes = limit_target([0.75, 0.0, 0.2], [0.74, 0.0, 0.2], _limits())
+    assert target[0] == pytest.approx(0.75 - BOX_MARGIN_M)
+    assert notes == ['workspace box on x']
 
 
 def test_the_step_from_the_measured_pose_stays_below_the_controller_limit():
