@@ -6,6 +6,7 @@ status topics, faults (reflex, lost robot within 2 s, reconnection) and the reco
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
 from pathlib import Path
@@ -92,10 +93,13 @@ class Client:
                              f'{self.latest_status()}')
 
     def send(self, goal: Goal, feedback: list | None = None):
-        future = self.action.send_goal_async(
+        # Sent from the spinning thread: the ROS Kilted wheel's send_goal_async can lose the
+        # goal response taken by a concurrently spinning thread (see craik_bringup.sim_client).
+        sent = concurrent.futures.Future()
+        self.executor.create_task(lambda: sent.set_result(self.action.send_goal_async(
             goal, feedback_callback=(lambda m: feedback.append(m.feedback))
-            if feedback is not None else None)
-        handle = wait_future(future, 10.0)
+            if feedback is not None else None)))
+        handle = wait_future(sent.result(timeout=10.0), 10.0)
         assert handle.accepted
         return handle
 
