@@ -16,6 +16,7 @@ from geometry_msgs.msg import Point, Pose
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -156,6 +157,8 @@ class SimNode(Node):
             self.runtime = None
 
     def _publish_frame(self, frame: Frame) -> None:
+        if not self.context.ok():
+            return  # shutting down (a signal ended the context before the camera thread stopped)
         header = Header(stamp=_stamp(frame.wall_time), frame_id=frame.camera.child_frame)
         info = camera_info(frame.camera, header)
         self._color_pub.publish(image_msg(frame.rgb, 'rgb8', header))
@@ -216,7 +219,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node.configure()
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as err:  # noqa: BLE001 (reported, then a clean shutdown)
         # The type and traceback: some failures (franky-sim, MuJoCo) carry an empty message.
