@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 ACTION_DIM = 4
 MAX_DISPLACEMENT_M = 0.05
+GRIPPER_INDEX = 3  # where the gripper command is in an action
 GRIPPER_OPEN = 0.0
 GRIPPER_CLOSED = 1.0
 

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from craik_planner.action_space import GRIPPER_CLOSED, GRIPPER_OPEN, ActionBounds
+from craik_planner.action_space import GRIPPER_CLOSED, GRIPPER_INDEX, GRIPPER_OPEN, ActionBounds
 from craik_planner.planning import (
     FloatArray,
     PlannerConfig,
@@ -26,8 +26,6 @@ from craik_planner.planning import (
     plan,
     shift_warm_start,
 )
-
-GRIPPER = 3  # index of the gripper command in an action
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class MpcEpisode:
                       bounds=self.bounds, warm_start=warm, deadline=deadline)
         if held is not None:
             actions = result.actions.copy()
-            actions[:, GRIPPER] = held
+            actions[:, GRIPPER_INDEX] = held
             result = replace(result, actions=actions)
         if not self.bounds.contains(result.actions[0]):
             # plan() samples inside the bounds; anything else is a bug worth stopping for.
@@ -160,7 +158,7 @@ def with_gripper_held(rollout_energy: RolloutEnergy, gripper: float) -> RolloutE
     """``rollout_energy`` of the sequences with every gripper command set to ``gripper``."""
     def held(z0: FloatArray, goal: FloatArray, actions: npt.NDArray[np.float32]) -> FloatArray:
         fixed = np.array(actions, copy=True)                 # [N, H, A]
-        fixed[..., GRIPPER] = gripper
+        fixed[..., GRIPPER_INDEX] = gripper
         return rollout_energy(z0, goal, fixed)
 
     return held

@@ -34,7 +34,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from craik_interfaces.action import ReachGoal
 from craik_interfaces.msg import CartesianTarget, ControllerStatus, GroundTruth
 from craik_perception.image_conversion import ImageDecodeError, decode_image
-from craik_planner.action_space import CommandLimits, limit_target
+from craik_planner.action_space import GRIPPER_INDEX, CommandLimits, limit_target
 from craik_planner.backends import OracleBackend, WorldModelBackend
 from craik_planner.mpc import MpcConfig, MpcEpisode, Observation, planned_ee_path
 from craik_planner.planning import PlannerConfig
@@ -481,9 +481,9 @@ class MpcPlannerNode(Node):
                 gripper_closed = obs.gripper >= 0.5
             # Hysteresis: a plan hovering around 0.5 must not toggle the gripper every step.
             command: float | None = None
-            if action[3] >= GRIPPER_CLOSE_ABOVE and not gripper_closed:
+            if action[GRIPPER_INDEX] >= GRIPPER_CLOSE_ABOVE and not gripper_closed:
                 command, gripper_closed = 1.0, True
-            elif action[3] <= GRIPPER_OPEN_BELOW and gripper_closed:
+            elif action[GRIPPER_INDEX] <= GRIPPER_OPEN_BELOW and gripper_closed:
                 command, gripper_closed = 0.0, False
             # Chain from the previous commanded target, as franky chains relative motions (and
             # as the training data was collected), unless the arm is too far behind it for the

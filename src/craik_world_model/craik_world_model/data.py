@@ -150,13 +150,13 @@ class WindowDataset:
             proprio.append(torch.from_numpy(episode.proprio.astype(np.float32)))
             pad = np.zeros((1, config.action_dim), dtype=np.float32)
             actions.append(torch.from_numpy(np.concatenate([episode.actions, pad])))
-            has = episode.objects is not None and episode.objects.shape[1] >= k
-            slots = np.zeros((frames, k, 2), dtype=np.float32)
-            if has and k:
-                assert episode.objects is not None
-                slots = (episode.objects[:, :k] - offset_xy) / scale_xy
+            positions = episode.objects                                  # [T+1, N, 2] or None
+            if k and positions is not None and positions.shape[1] >= k:
+                slots, is_known = (positions[:, :k] - offset_xy) / scale_xy, 1.0
+            else:
+                slots, is_known = np.zeros((frames, k, 2), dtype=np.float32), 0.0
             objects.append(torch.from_numpy(slots.reshape(frames, 2 * k).astype(np.float32)))
-            known.append(torch.full((frames,), float(has and k > 0)))
+            known.append(torch.full((frames,), is_known))
             starts.extend(range(offset, offset + frames - horizon))
             offset += frames
         if not starts:
