@@ -103,6 +103,17 @@ def test_inconsistent_episode_is_named():
         e2.validate()
 
 
+def test_malformed_object_positions_are_named():
+    e = synthetic.episode(2, steps=5, width=16, height=16, name='bad/objects')
+    e.objects = e.objects[:4]                                   # one frame short
+    with pytest.raises(EpisodeLoadError, match=r'bad/objects: objects must be \[T\+1=6, N, 2\]'):
+        e.validate()
+    e2 = synthetic.episode(3, steps=5, width=16, height=16)
+    e2.objects[1, 0, 0] = np.inf
+    with pytest.raises(EpisodeLoadError, match='objects contains NaN or infinite'):
+        e2.validate()
+
+
 def test_sim_format_round_trip(sim_dataset, toy_episodes):
     episodes = load_episodes([sim_dataset], CFG, DataConfig())
     assert len(episodes) == len(toy_episodes)
