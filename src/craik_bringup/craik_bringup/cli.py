@@ -30,6 +30,8 @@ COMMANDS: dict[str, Command] = {
                       'craik_bringup.doctor'),
     'collect': Command('collect world-model training episodes (fast sim)', 'craik_sim.collect'),
     'train': Command('train the world model (also under torchrun)', 'craik_world_model.train'),
+    'train-objects': Command('add object slots (locator + dynamics) to a trained world model',
+                             'craik_world_model.object_training'),
     'wm-eval': Command('evaluate a world model (held-out)', 'craik_world_model.evaluate'),
     'wm-export': Command('export a world model to ONNX', 'craik_world_model.export'),
     'wm-convert': Command('rosbag2 MCAP to episodes', 'craik_world_model.mcap_convert'),

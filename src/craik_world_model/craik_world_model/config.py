@@ -57,10 +57,12 @@ class ModelConfig:
     The latent of a frame is ``z = [z_vis (latent_dim) | proprio_norm (proprio_dim) |
     objects (object_count x OBJECT_DIMS)]``: the visual part comes from the RGB-D encoder
     (layer-normalised), the proprioceptive part is the normalised proprioception itself, and the
-    object slots are read linearly out of the visual part (trained on the simulator's object
-    positions). The predictor rolls the whole vector forward, so an imagined push moves the
-    object slots; the energy compares the visual part, and optionally the pose and the object
-    slots, with the goal's, so a goal needs no proprioception.
+    object slots (table-plane positions) come from the object locator, a keypoint network on the
+    RGB image trained on the simulator's object positions. The predictor rolls the visual and
+    proprioceptive parts forward with one MLP and each object slot with the object-dynamics MLP
+    (how the TCP's motion moves an object near it), so an imagined push moves the object
+    slots; the energy compares the visual part, and optionally the pose and the object slots,
+    with the goal's, so a goal needs no proprioception.
     """
 
     # Model input side: camera frames (whole field of view) are resized to image_size^2.
@@ -97,9 +99,17 @@ class ModelConfig:
     # proprioceptive part) and the TCP position the goal image shows (read out of its visual
     # latent by the probe), in normalised proprioception units. 0: visual latents only.
     pose_weight: float = 0.0
-    # Object slots in the latent (0: none). Opt-in (`craik train --object-slots K`): with 2 slots
-    # the cpu preset's model read the cubes to ~1.6 cm but reached less well (see README).
+    # Object slots in the latent (0: none). Opt-in: `craik train-objects` adds them to a trained
+    # model (`craik train --object-slots K` trains them with the rest).
     object_count: int = 0
+    # Object locator: spatial-softmax keypoints over a small convolutional stack on the RGB
+    # image (two 3x3 stages at full resolution, a stride-2 one and one at half resolution),
+    # then an MLP from the keypoints' image coordinates to the slots. Sub-pixel keypoints are
+    # what locates a cube ~3 pixels wide at 64x64 to a few millimetres.
+    object_channels: tuple[int, ...] = (16, 16, 32, 32)
+    object_keypoints: int = 16
+    # Hidden width of the locator's head and of the object-dynamics MLP (three hidden layers).
+    object_hidden: int = 128
     # Weight of the object term: the distance (m) between each imagined object position and the
     # goal image's, summed over the slots. 0: not part of the energy.
     object_weight: float = 0.0
@@ -149,6 +159,14 @@ class ModelConfig:
         if isinstance(self.object_count, bool) or not isinstance(self.object_count, int) or \
                 not 0 <= self.object_count <= 8:
             raise ValueError(f'object_count must be an integer in 0..8, got {self.object_count!r}')
+        _channels('object_channels', self.object_channels)
+        if len(self.object_channels) != 4:
+            raise ValueError('object_channels must have 4 entries (full-resolution stages x2, '
+                             f'stride-2 stage, half-resolution stage), got {self.object_channels}')
+        if self.object_count and self.image_size % 2:
+            raise ValueError(f'object slots need an even image_size, got {self.image_size}')
+        _positive_int('object_keypoints', self.object_keypoints)
+        _positive_int('object_hidden', self.object_hidden)
         for name in ('object_weight', 'approach_weight'):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0.0 <= value <= 100.0):
@@ -165,6 +183,12 @@ class ModelConfig:
     def full_latent_dim(self) -> int:
         """D: visual latent, proprioception and object slots."""
         return self.latent_dim + self.proprio_dim + self.object_dims
+
+    @property
+    def state_dim(self) -> int:
+        """The visual latent and proprioception: what the main predictor MLP and the decoder
+        see (object slots have their own dynamics)."""
+        return self.latent_dim + self.proprio_dim
 
     @property
     def object_dims(self) -> int:
@@ -297,6 +321,7 @@ PRESETS: dict[str, Preset] = {
     'tiny': Preset(
         'tiny',
         model=ModelConfig(image_size=16, latent_dim=16, rgb_channels=(8, 8), object_count=1,
+                          object_channels=(4, 4, 4, 4), object_keypoints=4, object_hidden=16,
                           depth_channels=(4, 4), decoder_channels=(8, 8),
                           decoder_depth_channels=(4, 4), predictor_hidden=32,
                           predictor_layers=1),

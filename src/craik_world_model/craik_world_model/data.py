@@ -45,6 +45,11 @@ class EpisodeArrays:
     # [T+1, N, 2] float32: object positions in the table plane (m, fr3_link0), ground truth
     # from the simulator; None when unknown (robot recordings).
     objects: np.ndarray | None = None
+    # The episode's goal image [H, W, 3] uint8 and where it shows the objects [N, 2] (m), when
+    # the recording has them (simulator episodes): what `craik train-objects` learns goal
+    # images' object positions from.
+    goal_rgb: np.ndarray | None = None
+    goal_objects: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -72,7 +77,15 @@ class EpisodeArrays:
         if self.objects is not None and (self.objects.ndim != 3 or self.objects.shape[0] != t1
                                          or self.objects.shape[2] != 2):
             problems.append(f'objects must be [T+1={t1}, N, 2], got {self.objects.shape}')
-        for name in ('depth', 'proprio', 'actions', 'objects'):
+        if self.goal_rgb is not None and (self.goal_rgb.ndim != 3 or self.goal_rgb.shape[-1] != 3
+                                          or self.goal_rgb.dtype != np.uint8):
+            problems.append(f'goal_rgb must be [H, W, 3] uint8, got {self.goal_rgb.shape} '
+                            f'{self.goal_rgb.dtype}')
+        if self.goal_objects is not None and (
+                self.objects is None or self.goal_objects.shape != self.objects.shape[1:]):
+            problems.append(f'goal_objects must be [N, 2] like each frame of objects, got '
+                            f'{self.goal_objects.shape}')
+        for name in ('depth', 'proprio', 'actions', 'objects', 'goal_objects'):
             arr = getattr(self, name)
             if arr is not None and arr.dtype.kind == 'f' and not np.isfinite(arr).all():
                 problems.append(f'{name} contains NaN or infinite values')
@@ -91,8 +104,16 @@ def to_model_resolution(episode: EpisodeArrays, config: ModelConfig) -> EpisodeA
     except ObservationError as exc:
         raise EpisodeLoadError(str(exc)) from exc
     rgb_u8 = np.round(rgb.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8)  # [T+1, S, S, 3]
+    goal_rgb = episode.goal_rgb
+    if goal_rgb is not None:
+        try:
+            goal = rgb_frames_to_model(goal_rgb[None], config, what=f'{episode.name}: goal_rgb')
+        except ObservationError as exc:
+            raise EpisodeLoadError(str(exc)) from exc
+        goal_rgb = np.round(goal[0].transpose(1, 2, 0) * 255.0).astype(np.uint8)  # [S, S, 3]
     return EpisodeArrays(episode.name, rgb_u8, depth[:, 0], episode.proprio.astype(np.float32),
-                         episode.actions.astype(np.float32), episode.objects)
+                         episode.actions.astype(np.float32), episode.objects, goal_rgb,
+                         episode.goal_objects)
 
 
 @dataclass

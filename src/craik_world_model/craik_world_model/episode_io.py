@@ -49,8 +49,9 @@ def find_datasets(path: str | Path) -> list[Path]:
                            '`craik collect` or `craik wm-convert`)')
 
 
-def to_episode_arrays(arrays: dict[str, np.ndarray], name: str) -> EpisodeArrays:
-    """Schema arrays of one episode -> the world model's view of it."""
+def to_episode_arrays(arrays: dict[str, np.ndarray], name: str,
+                      metadata: dict[str, Any] | None = None) -> EpisodeArrays:
+    """Schema arrays (and metadata) of one episode -> the world model's view of it."""
     depth = arrays['depth']
     if depth.dtype != np.uint16:
         raise EpisodeLoadError(f'{name}: depth must be uint16 millimetres, got {depth.dtype}')
@@ -58,10 +59,18 @@ def to_episode_arrays(arrays: dict[str, np.ndarray], name: str) -> EpisodeArrays
     proprio = np.concatenate([arrays['ee_pos'].astype(np.float32), gripper], axis=1)
     cubes = arrays['cube_pos']
     objects = cubes[:, :, :2].astype(np.float32) if cubes.shape[1] else None
+    goal_rgb = arrays.get('goal_rgb')
+    goal_objects = None
+    goal_cubes = (metadata or {}).get('goal_cube_pos')
+    if goal_rgb is not None and objects is not None and goal_cubes is not None:
+        goal_objects = np.asarray(goal_cubes, dtype=np.float32).reshape(-1, 3)[:, :2]
+        if goal_objects.shape[0] != objects.shape[1]:
+            raise EpisodeLoadError(f'{name}: metadata goal_cube_pos has {goal_objects.shape[0]} '
+                                   f'cubes, the arrays {objects.shape[1]}')
     return EpisodeArrays(name=name, rgb=arrays['rgb'],
                          depth=depth.astype(np.float32) * np.float32(0.001),
                          proprio=proprio, actions=arrays['actions'].astype(np.float32),
-                         objects=objects)
+                         objects=objects, goal_rgb=goal_rgb, goal_objects=goal_objects)
 
 
 def _sha256(path: Path) -> str:
@@ -98,7 +107,7 @@ def iter_episodes(root: Path, on_error: Callable[[ChunkError], None]
                 raise EpisodeLoadError('sha256 does not match the index (file changed or '
                                        'truncated)')
             episode = dataset.load(info.id)
-            yield to_episode_arrays(episode.arrays, str(path))
+            yield to_episode_arrays(episode.arrays, str(path), episode.metadata)
         except (EpisodeFormatError, EpisodeLoadError, OSError, ValueError, KeyError) as exc:
             on_error(ChunkError(path, str(exc)))
 
@@ -113,7 +122,7 @@ class RecordedEpisode:
 
     def to_arrays(self) -> EpisodeArrays:
         """The world model's view of it."""
-        return to_episode_arrays(self.arrays, self.name)
+        return to_episode_arrays(self.arrays, self.name, self.metadata)
 
 
 def write_episodes(episodes: Sequence[RecordedEpisode], out: Path,

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     source = {'checkpoint': str(args.checkpoint),
               'checkpoint_sha256': meta.get('sha256') or sha256_file(args.checkpoint)}
     for key in ('preset', 'train_config', 'data_config', 'steps', 'data', 'command', 'metrics',
-                'train_episodes', 'val_episodes'):
+                'train_episodes', 'val_episodes', 'object_training'):
         if key in meta:
             source[key] = meta[key]
     try:

@@ -4,23 +4,28 @@ Three parts (sizes for the ``cpu`` preset, S=64, D_v=128, P=4, A=4):
 
 - :class:`RGBDEncoder`: RGB ``[B, 3, S, S]`` + depth ``[B, 1, S, S]`` (metres, 0 = no return) +
   proprioception ``[B, P]`` -> latent ``z = [z_vis | p_norm | objects]`` ``[B, D]``
-  (D = D_v + P + 2K; the K object slots are read linearly from z_vis). Two
-  convolutional streams: depth (value + validity mask) and RGB; at every stage the depth
-  stream's features are concatenated into the RGB stream (RoboScape: depth informs RGB). The
-  visual latent is layer-normalised, so its scale cannot collapse and L1 distances between
-  latents are comparable across frames. An all-invalid depth frame is the RGB-only path
-  (trained by depth dropout), used for goals given as an RGB image.
-- :class:`Predictor`: ``z_{t+1} = z_t + MLP([z_t, a_t / action_scale])``; a compact vector
-  step, so the planner's 256 x 8 rollout costs a few matrix products.
-- :class:`RGBDDecoder`: ``z`` -> RGB ``[B, 3, S, S]`` + depth ``[B, 1, S, S]`` (metres); a depth
-  stream whose features feed the RGB stream at every scale, like the encoder.
+  (D = D_v + P + 2K). Two convolutional streams: depth (value + validity mask) and RGB; at
+  every stage the depth stream's features are concatenated into the RGB stream (RoboScape:
+  depth informs RGB). The visual latent is layer-normalised, so its scale cannot collapse and
+  L1 distances between latents are comparable across frames. An all-invalid depth frame is the
+  RGB-only path (trained by depth dropout), used for goals given as an RGB image. With K > 0
+  object slots, an :class:`ObjectLocator` reads the K objects' table-plane positions from the
+  RGB image.
+- :class:`Predictor`: ``[z_vis, p]_{t+1} = [z_vis, p]_t + MLP([z_vis, p, a / action_scale])``;
+  a compact vector step, so the planner's 256 x 8 rollout costs a few matrix products. Object
+  slots move by :class:`ObjectDynamics`, from where the TCP is relative to each object and how
+  it moves in the step.
+- :class:`RGBDDecoder`: ``[z_vis, p]`` -> RGB ``[B, 3, S, S]`` + depth ``[B, 1, S, S]``
+  (metres); a depth stream whose features feed the RGB stream at every scale, like the encoder.
 
 The energy of an imagined outcome is the mean absolute difference between the visual parts of the
 predicted latents and the encoded goal (V-JEPA 2-AC / DINO-WM), averaged over the imagined
 trajectory (``energy_over``), plus optionally a pose term (``pose_weight``): the predicted TCP
 position against the one the goal image shows, read out of the goal's visual latent by the
 probe, plus optionally object and approach terms on the object slots (``object_weight``,
-``approach_weight``: :mod:`craik_world_model.object_energy`). No decoding in the loop.
+``approach_weight``: :mod:`craik_world_model.object_energy`); with the approach term on, the
+visual and pose terms count only once the objects are near where the goal shows them. No
+decoding in the loop.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
 from craik_world_model.config import OBJECT_DIMS, POSE_DIMS, ModelConfig
-from craik_world_model.object_energy import object_energy
+from craik_world_model.object_energy import engagement, object_energy
 
 
 def tcp_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
@@ -54,9 +59,10 @@ def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> t
 
     The visual parts, plus ``pose_weight`` times the TCP-position parts (a goal's comes from
     the image read-out, :meth:`WorldModel.encode_goal`), plus the object and approach terms of
-    :func:`craik_world_model.object_energy.object_energy` when their weights are set. The
-    gripper entry never counts. The one definition used by the rollout graphs and by every
-    runtime's ``energy``.
+    :func:`craik_world_model.object_energy.object_energy` when their weights are set (with
+    the approach term, the visual and pose terms are scaled by one minus the largest
+    :func:`~craik_world_model.object_energy.engagement`). The gripper entry never counts.
+    The one definition used by the rollout graphs and by every runtime's ``energy``.
     """
     dv = config.latent_dim
 
@@ -67,9 +73,13 @@ def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> t
     if config.pose_weight > 0:
         e = e + config.pose_weight * dist(z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS])
     if config.object_weight > 0 or config.approach_weight > 0:
-        e = e + object_energy(tcp_metres(z, config), objects_metres(z, config),
-                              objects_metres(goal, config), config.object_weight,
-                              config.approach_weight)
+        objects, goal_objects = objects_metres(z, config), objects_metres(goal, config)
+        if config.approach_weight > 0:
+            # An object still to be pushed comes first: the arm's goal pose is where the push
+            # ends, so it counts only as the objects arrive.
+            e = e * (1.0 - engagement(objects, goal_objects).amax(dim=-1))
+        e = e + object_energy(tcp_metres(z, config), objects, goal_objects,
+                              config.object_weight, config.approach_weight)
     return e
 
 
@@ -104,6 +114,94 @@ def _coords(size: int) -> torch.Tensor:
     return torch.stack([xx, yy])[None]
 
 
+class ObjectLocator(nn.Module):
+    """RGB ``[B, 3, S, S]`` in [0, 1] -> object slots ``[B, 2K]`` (normalised table-plane x, y).
+
+    Convolutions keep full resolution for two stages (a 5 cm cube is ~3 pixels wide at 64x64),
+    then a stride-2 stage; each of ``object_keypoints`` feature maps becomes one image point by a
+    spatial softmax (its expected pixel coordinates, sub-pixel), and an MLP maps the points to
+    the slots. The fixed camera makes image points a function of table positions, which the
+    MLP learns; it is trained on the simulator's object positions.
+    """
+
+    coords: torch.Tensor
+    grid: torch.Tensor
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = config.object_channels
+        self.register_buffer('coords', _coords(config.image_size), persistent=False)
+        self.register_buffer('grid', _coords(config.image_size // 2).flatten(2)[0],
+                             persistent=False)                                 # [2, (S/2)^2]
+        self.features = nn.Sequential(
+            nn.Conv2d(3 + 2, c1, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(c3, c4, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(c4, config.object_keypoints, 1))
+        hidden = config.object_hidden
+        self.head = nn.Sequential(
+            nn.Linear(2 * config.object_keypoints, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, config.object_dims))
+
+    def keypoints(self, rgb: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, S, S] -> [B, M, 2]`` image points in [-1, 1] (x right, y down)."""
+        x = torch.cat([rgb * 2.0 - 1.0, self.coords.expand(rgb.shape[0], -1, -1, -1)], dim=1)
+        weights = self.features(x).flatten(2).softmax(dim=-1)                  # [B, M, (S/2)^2]
+        return torch.einsum('bmn,cn->bmc', weights, self.grid)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.head(self.keypoints(rgb).flatten(1))                       # [B, 2K]
+
+
+class ObjectDynamics(nn.Module):
+    """One step of the object slots: ``objects [N, 2K]`` (normalised), the TCP before and after
+    the step ``[N, 3]`` (m) and the action ``[N, A]`` -> ``objects [N, 2K]``.
+
+    Each object moves by an MLP (shared by the slots) of the TCP's position relative to it,
+    the TCP's height, the TCP's motion over the step and the commanded displacement; far from
+    the TCP it learns to stay put. Relative inputs make one push look the same anywhere on the
+    table, which is what lets a few hundred recorded pushes cover it.
+    """
+
+    offset: torch.Tensor
+    scale: torch.Tensor
+
+    # Input scales (m): positions relative to the object, the TCP's height, displacements.
+    RELATIVE_SCALE_M = 0.1
+    DISPLACEMENT_SCALE_M = 0.05
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.count = config.object_count
+        self.register_buffer('offset', torch.tensor(config.proprio_offset[:OBJECT_DIMS]),
+                             persistent=False)
+        self.register_buffer('scale', torch.tensor(config.proprio_scale[:OBJECT_DIMS]),
+                             persistent=False)
+        hidden = config.object_hidden
+        inputs = OBJECT_DIMS + 1 + POSE_DIMS + POSE_DIMS
+        self.mlp = nn.Sequential(
+            nn.Linear(inputs, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, OBJECT_DIMS))
+
+    def forward(self, objects: torch.Tensor, tcp: torch.Tensor, tcp_next: torch.Tensor,
+                action: torch.Tensor) -> torch.Tensor:
+        positions = objects.unflatten(-1, (self.count, OBJECT_DIMS)) * self.scale + self.offset
+        tcp_k = tcp[:, None, :].expand(-1, self.count, -1)                     # [N, K, 3]
+        step = ((tcp_next - tcp) / self.DISPLACEMENT_SCALE_M)[:, None, :].expand(
+            -1, self.count, -1)
+        command = (action[:, :POSE_DIMS] / self.DISPLACEMENT_SCALE_M)[:, None, :].expand(
+            -1, self.count, -1)
+        x = torch.cat([(positions - tcp_k[..., :OBJECT_DIMS]) / self.RELATIVE_SCALE_M,
+                       tcp_k[..., POSE_DIMS - 1:] / self.RELATIVE_SCALE_M, step, command],
+                      dim=-1)                                                  # [N, K, 9]
+        moved = positions + self.DISPLACEMENT_SCALE_M * self.mlp(x)            # [N, K, 2] m
+        return ((moved - self.offset) / self.scale).flatten(-2)
+
+
 class RGBDEncoder(nn.Module):
     """RGB-D (+ proprioception) -> latent ``[B, D]``."""
 
@@ -130,9 +228,7 @@ class RGBDEncoder(nn.Module):
         grid = config.grid_size
         self.project = nn.Linear((rgb_in + depth_in) * grid * grid, config.latent_dim)
         self.norm = nn.LayerNorm(config.latent_dim, elementwise_affine=False)
-        # Object positions read linearly from the visual latent (so they must be in it).
-        self.object_head = nn.Linear(config.latent_dim, config.object_dims) \
-            if config.object_count else None
+        self.locator = ObjectLocator(config) if config.object_count else None
 
     def depth_input(self, depth: torch.Tensor) -> torch.Tensor:
         """Depth ``[B, 1, S, S]`` metres -> ``[B, 2, S, S]`` (normalised value, valid mask)."""
@@ -154,22 +250,29 @@ class RGBDEncoder(nn.Module):
             d = depth_stage(d)
         z_vis = self.norm(self.project(torch.cat([r, d], dim=1).flatten(1)))  # [B, D_v]
         parts = [z_vis, self.normalise_proprio(proprio)]
-        if self.object_head is not None:
-            parts.append(self.object_head(z_vis))                                # [B, 2K]
+        if self.locator is not None:
+            parts.append(self.locator(rgb))                                      # [B, 2K]
         return torch.cat(parts, dim=1)
 
 
 class Predictor(nn.Module):
-    """One latent step: ``z [N, D], a [N, A] -> z' [N, D]`` (residual MLP)."""
+    """One latent step: ``z [N, D], a [N, A] -> z' [N, D]`` (residual MLP on the visual and
+    proprioceptive parts; :class:`ObjectDynamics` on the object slots)."""
 
     action_scale: torch.Tensor
+    tcp_offset: torch.Tensor
+    tcp_scale: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.register_buffer('action_scale', torch.tensor(config.action_scale),
                              persistent=False)
-        d = config.full_latent_dim
+        self.register_buffer('tcp_offset', torch.tensor(config.proprio_offset[:POSE_DIMS]),
+                             persistent=False)
+        self.register_buffer('tcp_scale', torch.tensor(config.proprio_scale[:POSE_DIMS]),
+                             persistent=False)
+        d = config.state_dim
         a = config.action_dim if config.action_conditioned else 0
         layers: list[nn.Module] = [nn.Linear(d + a, config.predictor_hidden), nn.SiLU()]
         for _ in range(config.predictor_layers - 1):
@@ -181,17 +284,28 @@ class Predictor(nn.Module):
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        self.objects = ObjectDynamics(config) if config.object_count else None
 
     def forward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        d = self.config.state_dim
+        state = z[:, :d]
         if self.config.action_conditioned:
-            x = torch.cat([z, action / self.action_scale], dim=-1)
+            x = torch.cat([state, action / self.action_scale], dim=-1)
         else:
-            x = z
-        return z + self.mlp(x)
+            x = state
+        state_next = state + self.mlp(x)
+        if self.objects is None:
+            return state_next
+        dv = self.config.latent_dim
+        tcp = z[:, dv:dv + POSE_DIMS] * self.tcp_scale + self.tcp_offset             # [N, 3] m
+        tcp_next = state_next[:, dv:dv + POSE_DIMS] * self.tcp_scale + self.tcp_offset
+        objects = self.objects(z[:, d:], tcp, tcp_next, action)                     # [N, 2K]
+        return torch.cat([state_next, objects], dim=-1)
 
 
 class RGBDDecoder(nn.Module):
-    """Latent ``[B, D]`` -> RGB ``[B, 3, S, S]`` in [0, 1] and depth ``[B, 1, S, S]`` metres."""
+    """Latent ``[B, D]`` -> RGB ``[B, 3, S, S]`` in [0, 1] and depth ``[B, 1, S, S]`` metres
+    (from the visual and proprioceptive parts; the object slots are not drawn)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -199,7 +313,7 @@ class RGBDDecoder(nn.Module):
         grid = config.grid_size
         c_rgb, c_depth = config.decoder_channels[0], config.decoder_depth_channels[0]
         self.c0 = (c_rgb, c_depth)
-        self.project = nn.Linear(config.full_latent_dim, (c_rgb + c_depth) * grid * grid)
+        self.project = nn.Linear(config.state_dim, (c_rgb + c_depth) * grid * grid)
         self.depth_stages = nn.ModuleList()
         self.rgb_stages = nn.ModuleList()
         outs = list(zip(config.decoder_channels[1:], config.decoder_depth_channels[1:],
@@ -214,7 +328,7 @@ class RGBDDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grid = self.config.grid_size
-        h = F.silu(self.project(z)).view(z.shape[0], -1, grid, grid)
+        h = F.silu(self.project(z[:, :self.config.state_dim])).view(z.shape[0], -1, grid, grid)
         r, d = torch.split(h, list(self.c0), dim=1)
         for depth_stage, rgb_stage in zip(self.depth_stages, self.rgb_stages, strict=True):
             r = rgb_stage(torch.cat([r, d], dim=1))

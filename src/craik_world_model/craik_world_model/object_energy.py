@@ -11,6 +11,11 @@ and come down behind it, often beyond the horizon. So for each object slot the e
   height elsewhere (it goes around objects above them, never through them); and a fixed
   penalty for the TCP low over an object's footprint (landing on it knocks it away).
 
+While an object is engaged (off its goal), where the goal image shows the arm does not count
+(:func:`engagement`; the world model's ``latent_energy`` scales its visual and pose terms by one
+minus the largest engagement): the arm's goal pose is where a push ends, and pulling the arm
+there before the object is moved only drags it past the object.
+
 All inputs are in metres in fr3_link0; every operation exports to ONNX. The oracle baseline
 uses the same function on simulator ground truth, so the two differ only in state and model.
 """
@@ -42,6 +47,15 @@ class ApproachGeometry:
 GEOMETRY = ApproachGeometry()
 
 
+def engagement(objects: torch.Tensor, goal_objects: torch.Tensor,
+               geometry: ApproachGeometry = GEOMETRY) -> torch.Tensor:
+    """How much each object still has to be pushed, 0 (at its goal) ... 1:
+    ``objects [..., K, 2]``, ``goal_objects [..., K, 2]`` -> ``[..., K]``."""
+    to_goal = goal_objects - objects
+    error = torch.sqrt((to_goal * to_goal).sum(-1) + 1e-12)
+    return ((error - geometry.engage_m) / geometry.engage_ramp_m).clamp(0.0, 1.0)
+
+
 def object_energy(tcp: torch.Tensor, objects: torch.Tensor, goal_objects: torch.Tensor,
                   object_weight: float, approach_weight: float,
                   geometry: ApproachGeometry = GEOMETRY) -> torch.Tensor:
@@ -60,7 +74,7 @@ def object_energy(tcp: torch.Tensor, objects: torch.Tensor, goal_objects: torch.
     lift = ((lateral - g.descend_within_m) / g.descend_ramp_m).clamp(0.0, 1.0)
     height = g.push_height_m + (g.hover_height_m - g.push_height_m) * lift
     approach = lateral + (tcp_z - height).abs()                          # [..., K]
-    engaged = ((error - g.engage_m) / g.engage_ramp_m).clamp(0.0, 1.0)
+    engaged = engagement(objects, goal_objects, g)
     centre = torch.sqrt(((tcp_xy - objects) ** 2).sum(-1) + 1e-12)      # [..., K]
     over = ((centre < g.footprint_m) & (tcp_z < g.footprint_height_m)).to(tcp.dtype)
     return energy + approach_weight * (engaged * approach + g.footprint_penalty * over).sum(-1)

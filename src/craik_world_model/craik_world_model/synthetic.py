@@ -50,7 +50,8 @@ def render(ee: np.ndarray, gripper: float, cube: np.ndarray, width: int, height:
 
 def episode(seed: int, steps: int = 24, width: int = 64, height: int = 64,
             name: str | None = None) -> EpisodeArrays:
-    """One toy episode with random actions in the action bounds."""
+    """One toy episode with random actions in the action bounds; its goal image is its last
+    frame."""
     rng = np.random.default_rng(seed)
     ee = rng.uniform(WORKSPACE_LO, WORKSPACE_HI)
     cube = np.array([rng.uniform(0.4, 0.7), rng.uniform(-0.2, 0.2), 0.025])
@@ -73,7 +74,9 @@ def episode(seed: int, steps: int = 24, width: int = 64, height: int = 64,
             cube[:2] += new_ee[:2] - ee[:2]
         ee = new_ee
         gripper = float(a[3])
-    return EpisodeArrays(name or f'synthetic/{seed:05d}', rgb, depth, proprio, actions, objects)
+    # Its goal image is where it ended (as the simulator's push goal shows the pushed cube).
+    return EpisodeArrays(name or f'synthetic/{seed:05d}', rgb, depth, proprio, actions, objects,
+                         goal_rgb=rgb[-1].copy(), goal_objects=objects[-1].copy())
 
 
 def episodes(count: int, steps: int = 24, width: int = 64, height: int = 64,

@@ -30,9 +30,11 @@ def test_shapes(tiny_model):
     # The proprioceptive part is the normalised proprioception itself.
     dv, p = c.latent_dim, c.proprio_dim
     torch.testing.assert_close(z[:, dv:dv + p], tiny_model.encoder.normalise_proprio(proprio))
-    # The object slots are read out of the visual part.
-    encoder = tiny_model.encoder
-    torch.testing.assert_close(z[:, c.object_slice], encoder.object_head(z[:, :dv]))
+    # The object slots come from the locator, which sees the RGB image only.
+    locator = tiny_model.encoder.locator
+    torch.testing.assert_close(z[:, c.object_slice], locator(rgb))
+    z_other = tiny_model.encode(rgb, depth * 0.5, proprio * 0.9)
+    torch.testing.assert_close(z_other[:, c.object_slice], z[:, c.object_slice])
     zs = tiny_model.rollout(z, _actions(2, 5))
     assert zs.shape == (2, 5, c.full_latent_dim)
     with torch.no_grad():
@@ -114,6 +116,28 @@ def test_pose_term_compares_tcp_position_not_gripper(tiny_config):
     torch.testing.assert_close(model.energy(z, goal), torch.full((2,), 2.0 * 0.3 / 3))
 
 
+def test_an_object_still_to_be_pushed_silences_the_arm_terms(tiny_config):
+    """With the approach term on, the visual and pose terms count only once the objects are
+    where the goal shows them (the arm's goal pose is where the push ends)."""
+    model = WorldModel(replace(tiny_config, pose_weight=1.0, object_weight=1.0,
+                               approach_weight=1.0))
+    c = model.config
+    slots = c.object_slice
+    scale = torch.tensor(c.proprio_scale[:2])
+    z = torch.zeros(1, c.full_latent_dim)
+    goal = z.clone()
+    goal[:, :c.latent_dim] += 0.5                                   # the arm looks different
+    arm_only = model.energy(z, goal)
+    assert float(arm_only) > 0.4
+    goal[:, slots] += 0.10 / scale                                  # the cube 14 cm off its goal
+    pushed_first = model.energy(z, goal)
+    z_arm_there = z.clone()
+    z_arm_there[:, :c.latent_dim] += 0.5
+    torch.testing.assert_close(model.energy(z_arm_there, goal), pushed_first)
+    goal[:, slots] = z[:, slots] + 0.005 / scale                    # 7 mm: no push needed
+    assert float(model.energy(z, goal)) > 0.4
+
+
 def test_goal_encoding_reads_the_pose_from_the_image(tiny_model):
     c = tiny_model.config
     rgb, depth, proprio = _obs(c)
@@ -144,7 +168,51 @@ def test_action_blind_model_ignores_actions(blind_model):
 def test_untrained_predictor_is_identity(tiny_config):
     model = WorldModel(tiny_config)
     z = torch.randn(4, tiny_config.full_latent_dim)
-    torch.testing.assert_close(model.predictor(z, _actions(4, 1)[:, 0]), z)
+    d = tiny_config.state_dim
+    torch.testing.assert_close(model.predictor(z, _actions(4, 1)[:, 0])[:, :d], z[:, :d])
+
+
+def test_locator_keypoints_are_image_points(tiny_model):
+    rgb = _obs(tiny_model.config)[0]
+    points = tiny_model.encoder.locator.keypoints(rgb)          # [B, M, 2]
+    assert points.shape == (2, tiny_model.config.object_keypoints, 2)
+    assert float(points.abs().max()) <= 1.0
+
+
+def test_object_dynamics_steps_objects_with_the_predicted_tcp(tiny_model):
+    """Objects move by ObjectDynamics from the TCP before and after the predicted step."""
+    c = tiny_model.config
+    z = tiny_model.encode(*_obs(c))
+    a = _actions(2, 1, torch.Generator().manual_seed(4))[:, 0]
+    with torch.no_grad():
+        z1 = tiny_model.predictor(z, a)
+        dv, d = c.latent_dim, c.state_dim
+        scale = torch.tensor(c.proprio_scale[:3])
+        offset = torch.tensor(c.proprio_offset[:3])
+        tcp, tcp1 = (x[:, dv:dv + 3] * scale + offset for x in (z, z1))
+        expected = tiny_model.predictor.objects(z[:, d:], tcp, tcp1, a)
+    torch.testing.assert_close(z1[:, d:], expected)
+
+
+def test_object_dynamics_is_the_same_anywhere_on_the_table(tiny_model):
+    """Shifting the TCP and the object together shifts the predicted object by the same amount
+    (what lets recorded pushes in one place teach pushes everywhere)."""
+    c = tiny_model.config
+    dynamics = tiny_model.predictor.objects
+    scale = torch.tensor(c.proprio_scale[:2])
+    offset = torch.tensor(c.proprio_offset[:2])
+    obj_m = torch.tensor([[0.55, 0.05]])
+    tcp = torch.tensor([[0.52, 0.03, 0.03]])
+    step = torch.tensor([[0.03, 0.01, 0.0]])
+    shift = torch.tensor([[-0.1, 0.12]])
+    a = torch.cat([step, torch.ones(1, 1)], dim=1)
+    with torch.no_grad():
+        first = dynamics((obj_m - offset) / scale, tcp, tcp + step, a) * scale + offset
+        shifted_tcp = tcp + torch.cat([shift, torch.zeros(1, 1)], dim=1)
+        second = dynamics((obj_m + shift - offset) / scale, shifted_tcp, shifted_tcp + step,
+                          a) * scale + offset
+    torch.testing.assert_close(second - shift, first, atol=1e-5, rtol=0)
+    assert not torch.allclose(first, obj_m)    # an untrained MLP moves it; the point is the shift
 
 
 def test_missing_depth_is_a_valid_input(tiny_model):
