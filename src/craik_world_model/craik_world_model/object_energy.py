@@ -6,10 +6,13 @@ and come down behind it, often beyond the horizon. So for each object slot the e
 
 - ``object_weight`` x the distance (m) between the imagined object position and the goal's;
 - ``approach_weight`` x, for an object that is off its goal by more than ``engage_m``, the TCP's
-  distance to the pre-push point (``pre_push_offset_m`` behind the object, away from its goal):
-  horizontally, plus vertically to the pushing height when it is right there and to the hover
-  height elsewhere (it goes around objects above them, never through them); and a fixed
-  penalty for the TCP low over an object's footprint (landing on it knocks it away).
+  distance to the pushing slot: the stretch of the line through the object and its goal that
+  runs behind the object from where the fingers touch it (``contact_m``) to the pre-push point
+  (``pre_push_offset_m``). Horizontally, plus vertically to the pushing height when it is in
+  the slot and to the hover height elsewhere (it goes around objects above them, never through
+  them); and a fixed penalty for the TCP low over an object's footprint (landing on it knocks it
+  away). A TCP pushing the object sits in the slot, so pushing costs nothing here and the
+  object term decides how far to push.
 
 While an object is engaged (off its goal), where the goal image shows the arm does not count
 (:func:`engagement`; the world model's ``latent_energy`` scales its visual and pose terms by one
@@ -35,11 +38,12 @@ class ApproachGeometry:
     push_height_m: float = 0.03      # TCP height while pushing (below the cube's top)
     hover_height_m: float = 0.12     # TCP height when going around objects
     pre_push_offset_m: float = 0.05  # pre-push point: object centre minus this along the push
+    contact_m: float = 0.035         # TCP this far behind an object's centre pushes it
     descend_within_m: float = 0.01   # descend only this close to the pre-push point...
     descend_ramp_m: float = 0.01     # ...reaching the hover height this much farther out
     engage_m: float = 0.015          # objects this close to their goal need no approach
     engage_ramp_m: float = 0.02      # full approach weight this much farther
-    footprint_m: float = 0.04        # TCP this close to an object's centre is over it...
+    footprint_m: float = 0.03        # TCP this close to an object's centre is over it...
     footprint_height_m: float = 0.09  # ...when lower than this
     footprint_penalty: float = 2.0   # energy added, in units of approach_weight
 
@@ -68,9 +72,13 @@ def object_energy(tcp: torch.Tensor, objects: torch.Tensor, goal_objects: torch.
     if approach_weight <= 0:
         return energy
     direction = to_goal / error.clamp_min(1e-6).unsqueeze(-1)           # [..., K, 2]
-    pre_push = objects - direction * g.pre_push_offset_m                 # [..., K, 2]
     tcp_xy, tcp_z = tcp[..., None, :2], tcp[..., None, 2]                # [..., 1, 2], [..., 1]
-    lateral = torch.sqrt(((tcp_xy - pre_push) ** 2).sum(-1) + 1e-12)    # [..., K]
+    offset = tcp_xy - objects                                            # [..., K, 2]
+    behind = -(offset * direction).sum(-1)                               # [..., K]
+    across = offset + behind.unsqueeze(-1) * direction                   # [..., K, 2]
+    outside = (behind - g.pre_push_offset_m).clamp_min(0.0) + \
+        (g.contact_m - behind).clamp_min(0.0)                            # [..., K]
+    lateral = torch.sqrt((across * across).sum(-1) + outside * outside + 1e-12)  # [..., K]
     lift = ((lateral - g.descend_within_m) / g.descend_ramp_m).clamp(0.0, 1.0)
     height = g.push_height_m + (g.hover_height_m - g.push_height_m) * lift
     approach = lateral + (tcp_z - height).abs()                          # [..., K]

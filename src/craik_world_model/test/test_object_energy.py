@@ -30,6 +30,17 @@ def test_low_behind_the_cube_beats_low_in_front_of_it_and_on_top_of_it():
     assert energy(on_top) > energy([0.50, 0.00, GEOMETRY.hover_height_m])
 
 
+def test_pushing_from_contact_costs_no_approach_energy():
+    """Anywhere in the slot behind the cube (from touching it to the pre-push point) is as good
+    as the pre-push point; in front of the slot or beside it is not."""
+    low = GEOMETRY.push_height_m
+    slot = [energy([0.50, -d, low]) for d in (GEOMETRY.contact_m, 0.042,
+                                              GEOMETRY.pre_push_offset_m)]
+    assert max(slot) - min(slot) < 1e-6
+    assert energy([0.50, -GEOMETRY.contact_m + 0.01, low]) > slot[0]
+    assert energy([0.52, -GEOMETRY.contact_m, low]) > slot[0]
+
+
 def test_away_from_the_pre_push_point_the_tcp_should_hover():
     far = [0.60, 0.08]
     assert energy([*far, GEOMETRY.hover_height_m]) < energy([*far, GEOMETRY.push_height_m])
