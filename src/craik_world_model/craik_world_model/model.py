@@ -24,8 +24,8 @@ trajectory (``energy_over``), plus optionally a pose term (``pose_weight``): the
 position against the one the goal image shows, read out of the goal's visual latent by the
 probe, plus optionally object and approach terms on the object slots (``object_weight``,
 ``approach_weight``: :mod:`craik_world_model.object_energy`); with the approach term on, the
-visual and pose terms count only once the objects are near where the goal shows them. No
-decoding in the loop.
+visual and pose terms count only once the current objects are near where the goal shows them
+(:func:`arm_weight`). No decoding in the loop.
 """
 
 from __future__ import annotations
@@ -54,15 +54,26 @@ def objects_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     return slots.unflatten(-1, (config.object_count, OBJECT_DIMS)) * scale + offset
 
 
-def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+def arm_weight(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """How much the visual and pose terms count for latents ``z [..., D]``: ``[...]``, 1 without
+    the approach term; with it, one minus the largest object engagement (an object still to be
+    pushed comes first: the arm's goal pose is where the push ends)."""
+    if config.approach_weight <= 0:
+        return torch.ones(z.shape[:-1], dtype=z.dtype, device=z.device)
+    engaged = engagement(objects_metres(z, config), objects_metres(goal, config))
+    return 1.0 - engaged.amax(dim=-1)
+
+
+def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
     """Distance of latents ``[..., D]`` to goal latents ``[..., D]`` -> ``[...]``.
 
     The visual parts, plus ``pose_weight`` times the TCP-position parts (a goal's comes from
-    the image read-out, :meth:`WorldModel.encode_goal`), plus the object and approach terms of
-    :func:`craik_world_model.object_energy.object_energy` when their weights are set (with
-    the approach term, the visual and pose terms are scaled by one minus the largest
-    :func:`~craik_world_model.object_energy.engagement`). The gripper entry never counts.
-    The one definition used by the rollout graphs and by every runtime's ``energy``.
+    the image read-out, :meth:`WorldModel.encode_goal`), both scaled by ``weight`` (default:
+    :func:`arm_weight` of ``z``), plus the object and approach terms of
+    :func:`craik_world_model.object_energy.object_energy` when their weights are set. The
+    gripper entry never counts. The one definition used by the rollout graphs and by every
+    runtime's ``energy``.
     """
     dv = config.latent_dim
 
@@ -73,13 +84,10 @@ def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> t
     if config.pose_weight > 0:
         e = e + config.pose_weight * dist(z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS])
     if config.object_weight > 0 or config.approach_weight > 0:
-        objects, goal_objects = objects_metres(z, config), objects_metres(goal, config)
-        if config.approach_weight > 0:
-            # An object still to be pushed comes first: the arm's goal pose is where the push
-            # ends, so it counts only as the objects arrive.
-            e = e * (1.0 - engagement(objects, goal_objects).amax(dim=-1))
-        e = e + object_energy(tcp_metres(z, config), objects, goal_objects,
-                              config.object_weight, config.approach_weight)
+        e = e * (arm_weight(z, goal, config) if weight is None else weight)
+        e = e + object_energy(tcp_metres(z, config), objects_metres(z, config),
+                              objects_metres(goal, config), config.object_weight,
+                              config.approach_weight)
     return e
 
 
@@ -394,14 +402,18 @@ class WorldModel(nn.Module):
         """``z0 [1, D], goal [1, D], actions [N, H, A] -> (energies [N], finals [N, D])``."""
         n, h = actions.shape[0], actions.shape[1]
         z = z0.expand(n, -1)
+        # The arm terms' weight is set by where the objects are now: one that fell as imagined
+        # pushes brought the objects closer would turn the arm terms on mid-push, a barrier that
+        # stopped pushes a few centimetres short.
+        weight = arm_weight(z0, goal, self.config)                          # [1]
         total = torch.zeros(n, dtype=z0.dtype, device=z0.device)
         for t in range(h):
             z = self.predictor(z, actions[:, t])
             if self.config.energy_over == 'trajectory':
-                total = total + self.energy(z, goal)
+                total = total + latent_energy(z, goal, self.config, weight)
         if self.config.energy_over == 'trajectory':
             return total / h, z
-        return self.energy(z, goal), z
+        return latent_energy(z, goal, self.config, weight), z
 
 
 class RolloutEnergyGraph(nn.Module):

@@ -15,9 +15,9 @@ and come down behind it, often beyond the horizon. So for each object slot the e
   object term decides how far to push.
 
 While an object is engaged (off its goal), where the goal image shows the arm does not count
-(:func:`engagement`; the world model's ``latent_energy`` scales its visual and pose terms by one
-minus the largest engagement): the arm's goal pose is where a push ends, and pulling the arm
-there before the object is moved only drags it past the object.
+(:func:`engagement`; the world model scales its visual and pose terms by one minus the largest
+engagement of the current objects, ``model.arm_weight``): the arm's goal pose is where a push
+ends, and pulling the arm there before the object is moved only drags it past the object.
 
 All inputs are in metres in fr3_link0; every operation exports to ONNX. The oracle baseline
 uses the same function on simulator ground truth, so the two differ only in state and model.

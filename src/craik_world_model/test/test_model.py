@@ -138,6 +138,26 @@ def test_an_object_still_to_be_pushed_silences_the_arm_terms(tiny_config):
     assert float(model.energy(z, goal)) > 0.4
 
 
+def test_rollout_weighs_the_arm_terms_by_where_the_objects_are_now(tiny_model):
+    """Inside one plan the arm terms' weight is fixed by the current objects, so imagined
+    pushes that bring an object near its goal do not switch the arm terms on mid-push."""
+    from craik_world_model.model import arm_weight, latent_energy
+    c = replace(tiny_model.config, pose_weight=1.0, object_weight=1.0, approach_weight=1.0)
+    tiny_model.config = c
+    z0 = tiny_model.encode(*_obs(c, 1))
+    goal = z0.clone()
+    goal[:, :c.latent_dim] += 0.3
+    goal[:, c.object_slice] += 0.1 / torch.tensor(c.proprio_scale[:2])   # 12 cm to push
+    a = _actions(6, 3, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        energies, _ = tiny_model.rollout_energy(z0, goal, a)
+        weight = arm_weight(z0, goal, c)
+        zs = tiny_model.rollout(z0.expand(6, -1), a)
+        expected = latent_energy(zs, goal[:, None], c, weight[:, None]).mean(1)
+    assert float(weight) == 0.0
+    torch.testing.assert_close(energies, expected)
+
+
 def test_goal_encoding_reads_the_pose_from_the_image(tiny_model):
     c = tiny_model.config
     rgb, depth, proprio = _obs(c)
