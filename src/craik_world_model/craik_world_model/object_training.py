@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from craik_world_model.config import OBJECT_DIMS, POSE_DIMS, DataConfig, ModelConfig
+from craik_world_model.config import (
+    OBJECT_DIMS,
+    POSE_DIMS,
+    DataConfig,
+    ModelConfig,
+    _positive_int,
+)
 from craik_world_model.data import EpisodeArrays, split_episodes, to_model_resolution
 from craik_world_model.model import WorldModel
 
@@ -65,9 +71,7 @@ class ObjectTrainConfig:
     def __post_init__(self) -> None:
         for name in ('object_count', 'locator_steps', 'locator_batch', 'dynamics_steps',
                      'dynamics_batch', 'horizon', 'log_every'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f'{name} must be a positive integer, got {value!r}')
+            _positive_int(name, getattr(self, name))
         if not 0.0 < self.lr <= 1.0:
             raise ValueError(f'lr must be in (0, 1], got {self.lr}')
         if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
