@@ -93,6 +93,14 @@ class EpisodeArrays:
             raise EpisodeLoadError(f'{self.name}: ' + '; '.join(problems))
 
 
+def normalise_object_positions(positions: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Object positions ``[..., 2]`` (m, table plane) -> object slot values (normalised like
+    the TCP's x and y), float32."""
+    offset = np.asarray(config.proprio_offset[:2], dtype=np.float32)
+    scale = np.asarray(config.proprio_scale[:2], dtype=np.float32)
+    return ((positions - offset) / scale).astype(np.float32)
+
+
 def to_model_resolution(episode: EpisodeArrays, config: ModelConfig) -> EpisodeArrays:
     """The episode with frames resized to the model's S x S (uint8 rgb, float32 depth)."""
     episode.validate(config.proprio_dim, config.action_dim)
@@ -154,8 +162,6 @@ class WindowDataset:
         self.names: list[str] = []
         rgb, depth, proprio, actions, objects, known = [], [], [], [], [], []
         k = config.object_count
-        offset_xy = np.asarray(config.proprio_offset[:2], dtype=np.float32)
-        scale_xy = np.asarray(config.proprio_scale[:2], dtype=np.float32)
         starts: list[int] = []
         offset = 0
         size = config.image_size
@@ -173,7 +179,7 @@ class WindowDataset:
             actions.append(torch.from_numpy(np.concatenate([episode.actions, pad])))
             positions = episode.objects                                  # [T+1, N, 2] or None
             if k and positions is not None and positions.shape[1] >= k:
-                slots, is_known = (positions[:, :k] - offset_xy) / scale_xy, 1.0
+                slots, is_known = normalise_object_positions(positions[:, :k], config), 1.0
             else:
                 slots, is_known = np.zeros((frames, k, 2), dtype=np.float32), 0.0
             objects.append(torch.from_numpy(slots.reshape(frames, 2 * k).astype(np.float32)))

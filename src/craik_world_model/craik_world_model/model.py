@@ -46,12 +46,18 @@ def tcp_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     return z[..., dv:dv + POSE_DIMS] * scale + offset
 
 
+def slots_metres(slots: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Normalised object slots ``[..., 2K]`` -> positions ``[..., K, 2]`` (m, table plane)."""
+    offset = torch.tensor(config.proprio_offset[:OBJECT_DIMS], dtype=slots.dtype,
+                          device=slots.device)
+    scale = torch.tensor(config.proprio_scale[:OBJECT_DIMS], dtype=slots.dtype,
+                         device=slots.device)
+    return slots.unflatten(-1, (config.object_count, OBJECT_DIMS)) * scale + offset
+
+
 def objects_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """The object positions ``[..., K, 2]`` (m, table plane) held in latents ``z [..., D]``."""
-    offset = torch.tensor(config.proprio_offset[:OBJECT_DIMS], dtype=z.dtype, device=z.device)
-    scale = torch.tensor(config.proprio_scale[:OBJECT_DIMS], dtype=z.dtype, device=z.device)
-    slots = z[..., config.object_slice]
-    return slots.unflatten(-1, (config.object_count, OBJECT_DIMS)) * scale + offset
+    return slots_metres(z[..., config.object_slice], config)
 
 
 def arm_weight(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor:

@@ -38,14 +38,18 @@ import numpy as np
 import torch
 
 from craik_world_model.config import (
-    OBJECT_DIMS,
     POSE_DIMS,
     DataConfig,
     ModelConfig,
     _positive_int,
 )
-from craik_world_model.data import EpisodeArrays, split_episodes, to_model_resolution
-from craik_world_model.model import WorldModel
+from craik_world_model.data import (
+    EpisodeArrays,
+    normalise_object_positions,
+    split_episodes,
+    to_model_resolution,
+)
+from craik_world_model.model import WorldModel, slots_metres
 
 RESULT_FILE = 'object_training.json'
 # Objects that moved less than this over a window count as still (m).
@@ -94,12 +98,6 @@ def with_object_slots(base: WorldModel, count: int) -> WorldModel:
     return model
 
 
-def _normalise(positions: np.ndarray, config: ModelConfig) -> np.ndarray:
-    offset = np.asarray(config.proprio_offset[:OBJECT_DIMS], dtype=np.float32)
-    scale = np.asarray(config.proprio_scale[:OBJECT_DIMS], dtype=np.float32)
-    return (positions - offset) / scale
-
-
 class LocatorFrames:
     """Frames and goal images with their objects' positions: uint8 RGB ``[F, 3, S, S]``,
     normalised slots ``[F, 2K]``, and which ones are goal images ``[F]``."""
@@ -110,11 +108,13 @@ class LocatorFrames:
         for e in episodes:
             assert e.objects is not None
             rgb.append(e.rgb)
-            slots.append(_normalise(e.objects[:, :k], config).reshape(len(e.rgb), 2 * k))
+            slots.append(normalise_object_positions(e.objects[:, :k], config)
+                         .reshape(len(e.rgb), 2 * k))
             goal.append(np.zeros(len(e.rgb), dtype=bool))
             if e.goal_rgb is not None and e.goal_objects is not None:
                 rgb.append(e.goal_rgb[None])
-                slots.append(_normalise(e.goal_objects[None, :k], config).reshape(1, 2 * k))
+                slots.append(normalise_object_positions(e.goal_objects[None, :k], config)
+                             .reshape(1, 2 * k))
                 goal.append(np.ones(1, dtype=bool))
         self.rgb = torch.from_numpy(np.concatenate(rgb)).permute(0, 3, 1, 2).contiguous()
         self.slots = torch.from_numpy(np.concatenate(slots).astype(np.float32))
@@ -138,7 +138,7 @@ class DynamicsWindows:
         for e in episodes:
             assert e.objects is not None
             frames = e.steps + 1
-            s = _normalise(e.objects[:, :k], config).reshape(frames, 2 * k)
+            s = normalise_object_positions(e.objects[:, :k], config).reshape(frames, 2 * k)
             for t in range(frames - horizon):
                 tcp.append(e.proprio[t:t + horizon + 1, :POSE_DIMS])
                 slots.append(s[t:t + horizon + 1])
@@ -153,16 +153,9 @@ class DynamicsWindows:
         return int(self.tcp.shape[0])
 
 
-def _metres(slots: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """Normalised slots ``[..., 2K]`` -> positions ``[..., K, 2]`` (m)."""
-    scale = torch.tensor(config.proprio_scale[:OBJECT_DIMS])
-    offset = torch.tensor(config.proprio_offset[:OBJECT_DIMS])
-    return slots.unflatten(-1, (config.object_count, OBJECT_DIMS)) * scale + offset
-
-
 def _distance_m(a: torch.Tensor, b: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """Per-object distances ``[..., K]`` (m) between normalised slots."""
-    diff = _metres(a, config) - _metres(b, config)
+    diff = slots_metres(a, config) - slots_metres(b, config)
     return torch.sqrt((diff * diff).sum(-1) + 1e-10)
 
 
