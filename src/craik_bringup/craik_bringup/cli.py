@@ -34,6 +34,8 @@ COMMANDS: dict[str, Command] = {
                              'craik_world_model.object_training'),
     'wm-eval': Command('evaluate a world model (held-out)', 'craik_world_model.evaluate'),
     'wm-export': Command('export a world model to ONNX', 'craik_world_model.export'),
+    'wm-geometry': Command("make a world model's object slots geometric (depth, any object)",
+                           'craik_world_model.geometric_model'),
     'wm-convert': Command('rosbag2 MCAP to episodes', 'craik_world_model.mcap_convert'),
     'record-synthetic': Command('write a RealSense recording of a synthetic scene (tests, demos)',
                                 'craik_perception.record_synthetic'),

@@ -13,6 +13,7 @@ import time
 
 from craik_bringup.evaluation import VARIANTS, evaluate
 from craik_bringup.graph import GraphError, workspace_root
+from craik_sim.scene import VariationConfig
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = evaluate('reach', args.episodes, args.seed_base, variants, out,
-                          max_steps=30, variation={}, planner={}, robot_ip=args.robot_ip,
+                          max_steps=30, variations={'nominal': VariationConfig()},
+                          planner={}, robot_ip=args.robot_ip,
                           say=say)
     except (GraphError, TimeoutError, RuntimeError, FileNotFoundError) as exc:
         print(f'[demo] failed: {exc}', file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass
 import json
+import os
 from pathlib import Path
 import statistics
 import sys
@@ -27,6 +28,14 @@ from typing import Any
 import numpy as np
 
 from craik_bringup.graph import Graph, GraphError, NodeSpec, sim_graph, workspace_root
+from craik_sim.variation import (
+    add_variation_arguments,
+    parse_variations,
+    variation_config,
+    variation_name,
+)
+
+DEFAULT_MODEL = 'models/craik_wm_geo'
 
 VARIANTS: dict[str, dict[str, Any]] = {
     'world_model': {'backend': 'world_model', 'method': 'cem'},
@@ -69,16 +78,19 @@ def summarize(episodes: list[EpisodeResult]) -> dict[str, Any]:
     }
 
 
-def format_table(summary: dict[str, dict[str, Any]], task: str) -> str:
-    lines = [f'| variant ({task}) | episodes | success | final dist. median (m) | '
+def format_table(summary: dict[str, dict[str, dict[str, Any]]], task: str) -> str:
+    """Markdown table: one row per variation and variant."""
+    lines = [f'| variation ({task}) | variant | episodes | success | final dist. median (m) | '
              'initial dist. median (m) | steps mean | plans/s median |',
-             '|---|---|---|---|---|---|---|']
-    for variant, s in summary.items():
-        if not s:
-            continue
-        lines.append(f"| {variant} | {s['episodes']} | {s['success_rate']:.0%} | "
-                     f"{s['final_distance_m_median']:.3f} | {s['initial_distance_m_median']:.3f}"
-                     f" | {s['steps_mean']:.1f} | {s['planning_rate_hz_median']:.1f} |")
+             '|---|---|---|---|---|---|---|---|']
+    for name, by_variant in summary.items():
+        for variant, s in by_variant.items():
+            if not s:
+                continue
+            lines.append(f"| {name} | {variant} | {s['episodes']} | {s['success_rate']:.0%} | "
+                         f"{s['final_distance_m_median']:.3f} | "
+                         f"{s['initial_distance_m_median']:.3f} | {s['steps_mean']:.1f} | "
+                         f"{s['planning_rate_hz_median']:.1f} |")
     return '\n'.join(lines)
 
 
@@ -125,7 +137,8 @@ def save_energy_plot(path: Path, episodes: list[EpisodeResult], title: str) -> N
 
 
 def run_episode(client: Any, variant: str, task: str, seed: int, max_steps: int,
-                out_dir: Path, variation: dict[str, Any]) -> EpisodeResult:
+                out_dir: Path, variation: dict[str, Any], name: str = 'nominal'
+                ) -> EpisodeResult:
     from craik_bringup.sim_client import image_to_array
     from craik_interfaces.action import ReachGoal
 
@@ -144,25 +157,72 @@ def run_episode(client: Any, variant: str, task: str, seed: int, max_steps: int,
         steps=int(run.result.steps),
         planning_rate_hz=len(run.feedback) / planning if planning > 0 else 0.0,
         wall_time_s=run.wall_time_s, energies=[float(f.best_energy) for f in run.feedback])
-    save_side_by_side(out_dir / f'{variant}_{task}_{seed}.png', image_to_array(reset.goal_image),
+    save_side_by_side(out_dir / f'{variant}_{task}_{name}_{seed}.png',
+                      image_to_array(reset.goal_image),
                       client.latest_color(),
                       f'{variant} {task}/{seed}: {result.status}, {gt.distance * 100:.1f} cm')
     return result
 
 
+def planner_file_parameters() -> dict[str, Any]:
+    """config/mpc_planner.yaml's parameters (what the planner runs with before overrides)."""
+    import yaml
+
+    path = workspace_root() / 'config' / 'mpc_planner.yaml'
+    try:
+        data = yaml.safe_load(path.read_text())
+        return dict(data['mpc_planner']['ros__parameters'])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return {}
+
+
+def reset_request(variation: Any) -> dict[str, Any]:
+    """The /sim/reset_episode fields of a craik_sim VariationConfig."""
+    return {'vary_lighting': variation.lighting, 'vary_cube_colours': variation.cube_colours,
+            'vary_cube_sizes': variation.cube_sizes, 'vary_camera_pose': variation.camera_jitter,
+            'vary_table': variation.table_texture, 'distractors': variation.distractors}
+
+
+def provenance(model_dir: Path) -> dict[str, Any]:
+    """What a report was measured with: git commit, model hash, machine, date, command."""
+    import platform
+    import subprocess
+
+    info: dict[str, Any] = {'command': ' '.join(['craik', *sys.argv[1:]]),
+                            'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                            'machine': f'{platform.node()} {platform.machine()} '
+                                       f'{os.cpu_count()} cores'}
+    try:
+        info['git_commit'] = subprocess.run(
+            ['git', '-C', str(workspace_root()), 'rev-parse', 'HEAD'], capture_output=True,
+            text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        info['git_commit'] = None
+    weights = model_dir / 'model.safetensors'
+    if weights.is_file():
+        import hashlib
+        info['model_sha256'] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return info
+
+
 def evaluate(task: str, episodes: int, seed_base: int, variants: list[str], out_dir: Path,
-             max_steps: int, variation: dict[str, Any], planner: dict[str, Any],
+             max_steps: int, variations: dict[str, Any], planner: dict[str, Any],
              robot_ip: str = '127.0.0.1', say: Any = print) -> dict[str, Any]:
-    """Run the evaluation; returns the report (also written to ``out_dir``)."""
+    """Run the evaluation; returns the report (also written to ``out_dir``).
+
+    ``variations``: name -> craik_sim VariationConfig; every variant runs every variation on
+    the same seeds (the seed fixes the layout and goal; the variation only how it looks).
+    """
     from craik_bringup.sim_client import SimClient
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_dir = workspace_root() / str(planner.get('model_dir', 'models/craik_wm_cpu'))
-    results: dict[str, list[EpisodeResult]] = {}
+    model_dir = workspace_root() / str(planner.get('model_dir', DEFAULT_MODEL))
+    results: dict[str, dict[str, list[EpisodeResult]]] = {name: {} for name in variations}
     skipped: dict[str, str] = {}
     nodes = sim_graph(robot_ip, planner={**VARIANTS[variants[0]], **planner,
                                          'oracle_task': task})
     planner_spec = nodes.pop()
+    planner_settings: dict[str, Any] = {}
     with Graph(nodes, out_dir / 'logs', say=say) as graph, SimClient('craik_eval') as client:
         for variant in variants:
             overrides = {**VARIANTS[variant], **planner, 'oracle_task': task}
@@ -171,32 +231,37 @@ def evaluate(task: str, episodes: int, seed_base: int, variants: list[str], out_
                 skipped[variant] = f'no exported world model at {model_dir}'
                 say(f'[eval] skipping {variant}: {skipped[variant]}')
                 continue
+            planner_settings[variant] = {**planner_file_parameters(), **overrides}
             graph.start_node(NodeSpec(planner_spec.package, planner_spec.executable,
                                       planner_spec.node_name, overrides))
             client.wait_ready(check=graph.check_alive)
-            results[variant] = []
-            for i in range(episodes):
-                seed = seed_base + i
-                # A dead node (simulator, controller) would turn every remaining episode into
-                # a fault: stop the evaluation and say which node died and why.
-                graph.check_alive()
-                episode = run_episode(client, variant, task, seed, max_steps, out_dir,
-                                      variation)
-                results[variant].append(episode)
-                say(f'[eval] {variant:11s} {task}/{seed}: {episode.status:9s} '
-                    f'{"success" if episode.success else "failure"}, final '
-                    f'{episode.final_distance_m * 100:5.1f} cm (from '
-                    f'{episode.initial_distance_m * 100:.1f}), {episode.steps} steps, '
-                    f'{episode.planning_rate_hz:.1f} plans/s')
+            for name, variation in variations.items():
+                runs = results[name].setdefault(variant, [])
+                for i in range(episodes):
+                    seed = seed_base + i
+                    # A dead node (simulator, controller) would turn every remaining episode
+                    # into a fault: stop the evaluation and say which node died and why.
+                    graph.check_alive()
+                    episode = run_episode(client, variant, task, seed, max_steps, out_dir,
+                                          reset_request(variation), name)
+                    runs.append(episode)
+                    say(f'[eval] {variant:11s} {name} {task}/{seed}: {episode.status:9s} '
+                        f'{"success" if episode.success else "failure"}, final '
+                        f'{episode.final_distance_m * 100:5.1f} cm (from '
+                        f'{episode.initial_distance_m * 100:.1f}), {episode.steps} steps, '
+                        f'{episode.planning_rate_hz:.1f} plans/s')
+                save_energy_plot(out_dir / f'energy_{variant}_{task}_{name}.png', runs,
+                                 f'{variant} / {task} / {name}')
             graph.stop_node(planner_spec.node_name)
-            save_energy_plot(out_dir / f'energy_{variant}_{task}.png', results[variant],
-                             f'{variant} / {task}')
-    summary = {variant: summarize(eps) for variant, eps in results.items()}
+    summary = {name: {variant: summarize(eps) for variant, eps in by_variant.items()}
+               for name, by_variant in results.items()}
     report = {'task': task, 'episodes': episodes, 'seed_base': seed_base,
-              'variation': variation, 'planner': planner, 'summary': summary,
-              'skipped': skipped,
-              'episodes_detail': {v: [asdict(e) for e in eps] for v, eps in results.items()}}
-    (out_dir / 'report.json').write_text(json.dumps(report, indent=2))
+              'variations': {name: asdict(v) for name, v in variations.items()},
+              'planner': planner_settings, 'provenance': provenance(model_dir),
+              'summary': summary, 'skipped': skipped,
+              'episodes_detail': {name: {v: [asdict(e) for e in eps] for v, eps in by.items()}
+                                  for name, by in results.items()}}
+    (out_dir / 'report.json').write_text(json.dumps(report, indent=2, default=list))
     table = format_table(summary, task)
     (out_dir / 'report.md').write_text(f'# craik eval: {task}\n\n{table}\n')
     report['table'] = table
@@ -217,10 +282,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--runtime', default=None, help='onnxruntime | torch | tensorrt')
     parser.add_argument('--robot-ip', default='127.0.0.1',
                         help='loopback address of the simulated FR3')
-    for flag in ('lighting', 'cube-colours', 'cube-sizes', 'camera-pose'):
-        parser.add_argument(f'--vary-{flag}', action='store_true',
-                            help=f'episode variation: {flag.replace("-", " ")}')
-    parser.add_argument('--distractors', type=int, default=0, help='distractor objects')
+    add_variation_arguments(parser)
+    parser.add_argument('--variations', default=None, metavar='LIST',
+                        help='evaluate several variations in one run: comma-separated, each '
+                        'nominal, all, or switches joined by + (lighting, camera-pose, '
+                        'cube-colours, cube-sizes, table, distractors=N), e.g. '
+                        "'nominal,lighting+camera-pose,cube-colours+cube-sizes+distractors=2"
+                        ",all'; default: the one the --vary-* switches give")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,13 +308,18 @@ def run(args: argparse.Namespace) -> int:
         planner['model_dir'] = args.model_dir
     if args.runtime:
         planner['runtime'] = args.runtime
-    variation = {'vary_lighting': args.vary_lighting,
-                 'vary_cube_colours': args.vary_cube_colours,
-                 'vary_cube_sizes': args.vary_cube_sizes,
-                 'vary_camera_pose': args.vary_camera_pose, 'distractors': args.distractors}
+    try:
+        if args.variations:
+            variations = parse_variations(args.variations)
+        else:
+            single = variation_config(args)
+            variations = {variation_name(single): single}
+    except ValueError as exc:
+        print(f'craik eval: {exc}', file=sys.stderr)
+        return 2
     try:
         report = evaluate(args.task, args.episodes, args.seed_base, variants, out,
-                          args.max_steps, variation, planner, robot_ip=args.robot_ip)
+                          args.max_steps, variations, planner, robot_ip=args.robot_ip)
     except (GraphError, TimeoutError, RuntimeError, FileNotFoundError) as exc:
         print(f'craik eval: {exc}', file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ its first step under the tolerance. The largest tolerance whose replayed success
 ``--slack`` of the best stops soonest without losing episodes; the recommendation is ``--margin``
 (0.75) times that, to stay clear of the edge on new episodes.
 
-    craik calibrate --task reach --episodes 20 --seed-base 500000 [--model models/craik_wm_cpu]
+    craik calibrate --task reach --episodes 20 --seed-base 500000 [--model models/craik_wm_geo]
 
 It prints a per-episode table and the energy-vs-distance bands, and with ``--json`` writes the
 whole report. The planner settings default to config/mpc_planner.yaml's. Seeds should differ
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from craik_bringup.graph import workspace_root
+from craik_sim.variation import add_variation_arguments, variation_config, variation_summary
 
 # Distance bands of the energy table, m.
 BANDS_M = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, np.inf)
@@ -113,7 +114,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--episodes', type=int, default=20)
     parser.add_argument('--seed-base', type=int, default=500_000,
                         help='episode i uses seed SEED_BASE + i (keep apart from craik eval)')
-    parser.add_argument('--model', default='models/craik_wm_cpu', help='export directory')
+    parser.add_argument('--model', default='models/craik_wm_geo', help='export directory')
     parser.add_argument('--runtime', default='onnxruntime', choices=('onnxruntime', 'torch'))
     parser.add_argument('--threads', type=int, default=0, help='runtime threads (0: default)')
     parser.add_argument('--max-steps', type=int, default=30, help='steps per episode')
@@ -128,6 +129,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help='accept this much lower replayed success for a larger tolerance')
     parser.add_argument('--margin', type=float, default=0.75,
                         help='recommend this fraction of the largest successful tolerance')
+    add_variation_arguments(parser)
     parser.add_argument('--json', metavar='FILE', help='write the report here')
     parser.add_argument('--quiet', action='store_true', help='no per-episode lines')
 
@@ -148,20 +150,33 @@ def planner_config(args: argparse.Namespace) -> Any:
                          max_iterations=args.iterations, num_elites=args.elites)
 
 
+def camera_model(calibration: Any) -> Any:
+    """The ``object_state.CameraModel`` of a craik_sim CameraCalibration."""
+    from craik_world_model.object_state import CameraModel
+
+    k = calibration.intrinsics
+    return CameraModel(k.matrix, k.width, k.height, calibration.parent_from_camera)
+
+
 def run_episode(env: Any, backend: Any, seed: int, planner: Any, args: argparse.Namespace
                 ) -> EpisodeTrace:
     """One closed-loop episode without early stop (``planner``: a PlannerConfig)."""
     from craik_planner.mpc import MpcConfig, MpcEpisode, Observation
     from craik_world_model.observation import gripper_from_width
 
-    obs = env.reset(args.task, seed)
-    goal = backend.encode_goal(env.goal_rgb, env.goal_depth_m)
+    obs = env.reset(args.task, seed, variation_config(args))
+    if hasattr(backend, 'set_camera'):
+        # The episode's camera (moved when that variation is on), as its calibration says.
+        backend.set_camera(camera_model(env.camera))
+    gripper = float(gripper_from_width(obs.gripper_width_m))
+    goal = backend.encode_goal(env.goal_rgb, env.goal_depth_m, gripper=gripper)
     episode = MpcEpisode(backend, goal, MpcConfig(planner=planner, energy_tolerance=1e-12,
                                                   max_steps=args.max_steps, seed=seed))
     trace = EpisodeTrace(seed, [], [], [])
     for step in range(args.max_steps + 1):
         observation = Observation(obs.rgb, obs.depth_m, obs.ee_pos,
-                                  float(gripper_from_width(obs.gripper_width_m)), obs.time_s)
+                                  float(gripper_from_width(obs.gripper_width_m)), obs.time_s,
+                                  joint_positions=obs.q)
         z = backend.encode_observation(observation)
         trace.energies.append(backend.state_energy(z, goal))
         trace.distances_m.append(env.evaluate()[1])
@@ -223,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         'planner': {'method': args.method, 'samples': args.samples, 'horizon': args.horizon,
                     'iterations': args.iterations},
         'image_size': [width, height], 'success_threshold_m': SUCCESS_THRESHOLD_M,
+        'variation': variation_summary(args),
         'success_rate_at_max_steps': float(np.mean(finals < SUCCESS_THRESHOLD_M)),
         'final_distance_m_median': float(np.median(finals)),
         'plans_per_s': float(1.0 / np.median(plan_s)),

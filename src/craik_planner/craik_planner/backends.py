@@ -19,29 +19,84 @@ from craik_planner.planning import FloatArray
 
 
 class WorldModelBackend:
-    """Latents, energies and imagined frames from a ``craik_world_model`` runtime."""
+    """Latents, energies and imagined frames from a ``craik_world_model`` runtime.
+
+    A model with geometric object slots (``object_source: geometry``) also needs the calibrated
+    camera (:meth:`set_camera`): its slots and a goal's TCP come from the aligned depth through
+    :class:`craik_world_model.object_state.ObjectStateEstimator`, and every observation must
+    carry depth and joint positions (the arm is masked by kinematics).
+    """
 
     name = 'world_model'
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, camera: Any = None) -> None:
         self.runtime = runtime
+        self.objects: Any = None
+        self.last_goal_tcp: FloatArray | None = None
+        if camera is not None:
+            self.set_camera(camera)
+
+    @property
+    def geometric(self) -> bool:
+        """Whether the model's object slots come from depth geometry."""
+        return bool(self.runtime.config.presence_dims)
+
+    def set_camera(self, camera: Any) -> None:
+        """Use this calibrated camera (``object_state.CameraModel``) from now on."""
+        if not self.geometric:
+            return
+        from craik_world_model.object_state import ObjectStateEstimator
+
+        if self.objects is None:
+            self.objects = ObjectStateEstimator(camera)
+        else:
+            self.objects.camera = camera
 
     @classmethod
-    def load(cls, model_dir: str, runtime: str = 'onnxruntime', threads: int = 0
-             ) -> WorldModelBackend:
+    def load(cls, model_dir: str, runtime: str = 'onnxruntime', threads: int = 0,
+             camera: Any = None) -> WorldModelBackend:
         """Open an exported model directory with the named runtime backend."""
         from craik_world_model.runtime import load_runtime
 
-        return cls(load_runtime(model_dir, backend=runtime, threads=threads))
+        return cls(load_runtime(model_dir, backend=runtime, threads=threads), camera)
+
+    def _estimator(self) -> Any:
+        if self.objects is None:
+            raise ValueError('this world model reads object state from depth and needs the '
+                             'calibrated camera; none was given (camera calibration file or '
+                             '/calibration/camera_pose)')
+        return self.objects
 
     def encode_goal(self, rgb: npt.NDArray[np.uint8],
-                    depth_m: npt.NDArray[np.float32] | None) -> FloatArray:
-        return np.asarray(self.runtime.encode(rgb, depth_m, None, depth_units='m'))
+                    depth_m: npt.NDArray[np.float32] | None,
+                    gripper: float = 0.0) -> FloatArray:
+        """Goal latent; ``gripper`` (0 open ... 1 closed) sizes the fingers the goal's arm mask
+        uses (the planner holds the gripper, so the goal's is the current one)."""
+        z = np.asarray(self.runtime.encode(rgb, depth_m, None, depth_units='m'))
+        if not self.geometric:
+            return z
+        if depth_m is None:
+            raise ValueError('this world model finds the objects and the TCP a goal shows in '
+                             'its aligned depth: send goal_depth with the goal image (an '
+                             'RGB-only goal cannot be used)')
+        rows, tcp = self._estimator().goal(rgb, depth_m, _width(gripper))
+        self.last_goal_tcp = tcp
+        return np.asarray(self.runtime.with_geometry(z, rows[:, :3], tcp))
 
     def encode_observation(self, observation: Observation) -> FloatArray:
         proprio = np.array([*observation.ee_position, observation.gripper], dtype=np.float32)
-        return np.asarray(self.runtime.encode(observation.rgb, observation.depth_m, proprio,
-                                              depth_units='m'))
+        z = np.asarray(self.runtime.encode(observation.rgb, observation.depth_m, proprio,
+                                           depth_units='m'))
+        if not self.geometric:
+            return z
+        if observation.depth_m is None or observation.joint_positions is None:
+            raise ValueError('this world model needs aligned depth and joint positions with '
+                             'every observation (object state from depth, arm masked by '
+                             'kinematics)')
+        rows = self._estimator().observation(observation.rgb, observation.depth_m,
+                                             observation.joint_positions,
+                                             _width(observation.gripper))
+        return np.asarray(self.runtime.with_geometry(z, rows[:, :3]))
 
     def rollout_energy(self, z0: FloatArray, goal: FloatArray,
                        actions: npt.NDArray[np.float32]) -> FloatArray:
@@ -57,6 +112,11 @@ class WorldModelBackend:
         _, finals = self.runtime.rollout(z0, goal, np.asarray(actions, np.float32)[None])
         rgb, _ = self.runtime.decode(finals[0])
         return np.asarray(rgb)
+
+
+def _width(gripper: float) -> float:
+    """Finger opening (m) of a gripper state 0 (open) ... 1 (closed)."""
+    return float(np.clip(1.0 - gripper, 0.0, 1.0)) * 0.08
 
 
 class OracleBackend:
@@ -79,7 +139,8 @@ class OracleBackend:
         return np.concatenate([gt['ee'], gt['cube']]).astype(np.float64)
 
     def encode_goal(self, rgb: npt.NDArray[np.uint8],
-                    depth_m: npt.NDArray[np.float32] | None) -> FloatArray:
+                    depth_m: npt.NDArray[np.float32] | None, gripper: float = 0.0
+                    ) -> FloatArray:
         goal = np.asarray(self._ground_truth()['goal'], dtype=np.float64)
         latent = np.zeros(STATE_DIM)
         if self.task == 'reach':

@@ -37,6 +37,7 @@ class Observation:
     ee_position: npt.NDArray[np.float64]        # [3] end effector in fr3_link0, m
     gripper: float                              # 0 open ... 1 closed
     stamp_s: float                              # capture time, s (ROS time)
+    joint_positions: npt.NDArray[np.float64] | None = None  # [7] fr3_joint1..7, rad
 
 
 class PlanningBackend(Protocol):
@@ -45,8 +46,10 @@ class PlanningBackend(Protocol):
     name: str
 
     def encode_goal(self, rgb: npt.NDArray[np.uint8],
-                    depth_m: npt.NDArray[np.float32] | None) -> FloatArray:
-        """Goal latent ``[D]`` from the goal image (and optional depth)."""
+                    depth_m: npt.NDArray[np.float32] | None, gripper: float = 0.0
+                    ) -> FloatArray:
+        """Goal latent ``[D]`` from the goal image (and optional depth); ``gripper``: the
+        gripper's state now (0 open ... 1 closed)."""
         ...
 
     def encode_observation(self, observation: Observation) -> FloatArray:

@@ -27,7 +27,12 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import Image, JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -42,6 +47,8 @@ from craik_planner.planning import PlannerConfig
 COLOR_TOPIC = '/camera/camera/color/image_raw'
 DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
 GRIPPER_MAX_WIDTH_M = 0.08
+CAMERA_POSE_TOPIC = '/calibration/camera_pose'
+ARM_JOINT_NAMES = tuple(f'fr3_joint{i}' for i in range(1, 8))
 # The gripper is commanded open/closed only when the planned command crosses these.
 GRIPPER_CLOSE_ABOVE = 0.75
 GRIPPER_OPEN_BELOW = 0.25
@@ -51,7 +58,7 @@ Result = ReachGoal.Result
 PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'backend': ('world_model', "'world_model' (learned, the default) or 'oracle' (simulator "
                 'ground truth; evaluation only)', None),
-    'model_dir': ('models/craik_wm_cpu', 'exported world model directory (ONNX + manifest)',
+    'model_dir': ('models/craik_wm_geo', 'exported world model directory (ONNX + manifest)',
                   None),
     'runtime': ('onnxruntime', "world-model runtime: 'onnxruntime', 'torch' or 'tensorrt'",
                 None),
@@ -82,6 +89,12 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'dynamics_factor': (0.0, 'dynamics factor sent with each target (0 = controller default)',
                         (0.0, 1.0)),
     'seed': (0, 'planner random seed (each goal re-seeds with it)', (0, 2**31 - 1)),
+    'camera_calibration': ('', 'camera calibration YAML (intrinsics + the camera pose in '
+                           'fr3_link0) for world models that read object state from depth; '
+                           "'' = config/calibration/sim_d435.yaml", None),
+    'camera_pose_topic': (CAMERA_POSE_TOPIC, 'latched geometry_msgs/PoseStamped that updates '
+                          "the calibrated camera pose (the sim publishes the episode's); '' = "
+                          'the file only', None),
     'hold_gripper': (True, 'keep the gripper open or closed as it is instead of planning it '
                      '(reach and push never change it)', None),
 }
@@ -163,6 +176,7 @@ class MpcPlannerNode(Node):
         self._latest = _Latest()
         self._lock = threading.Lock()
         self._backend: WorldModelBackend | OracleBackend | None = None
+        self._camera: Any = None  # object_state.CameraModel (geometric world models)
         # One thread owns the model: every encode / plan / decode runs on it.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix='world_model')
         self._active: ServerGoalHandle | None = None
@@ -192,6 +206,8 @@ class MpcPlannerNode(Node):
                                      10, callback_group=self._sensors)
         else:
             raise ValueError(f"backend must be 'world_model' or 'oracle', not {backend!r}")
+        if isinstance(self._backend, WorldModelBackend) and self._backend.geometric:
+            self._configure_camera(self._backend)
         PlannerConfig(**self._planner_kwargs())   # fail at start-up on a bad combination
         self._command_limits = CommandLimits(
             np.array(self.p('workspace_min'), dtype=np.float64),
@@ -219,6 +235,49 @@ class MpcPlannerNode(Node):
         self.get_logger().info(f'mpc_planner ready: backend {backend}, method '
                                f"{self.p('method')}, {self.p('num_samples')} samples x horizon "
                                f"{self.p('horizon')}, budget {self.p('planning_budget')} s")
+
+    def _configure_camera(self, backend: WorldModelBackend) -> None:
+        """The calibrated camera from the file; the pose topic (when set) updates its pose."""
+        from craik_sim.calibration import default_calibration_path, load_calibration
+        from craik_world_model.object_state import CameraModel
+
+        path = self.p('camera_calibration') or str(default_calibration_path())
+        calibration = load_calibration(path)
+        k = calibration.intrinsics
+        self._camera = CameraModel(k.matrix, k.width, k.height, calibration.parent_from_camera)
+        self._model_thread.submit(backend.set_camera, self._camera).result()
+        self.get_logger().info(f'camera calibration {path}: camera at '
+                               f'{np.round(calibration.translation, 3).tolist()} m')
+        topic = self.p('camera_pose_topic')
+        if topic:
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.create_subscription(PoseStamped, topic, self._on_camera_pose, latched,
+                                     callback_group=self._sensors)
+
+    def _on_camera_pose(self, msg: PoseStamped) -> None:
+        from dataclasses import replace
+
+        from craik_sim.calibration import quat_xyzw_to_matrix
+
+        if msg.header.frame_id not in ('', 'fr3_link0'):
+            self.get_logger().warning(f'camera pose in frame {msg.header.frame_id!r} ignored '
+                                      '(expected fr3_link0)')
+            return
+        q = msg.pose.orientation
+        quat = np.array([q.x, q.y, q.z, q.w])
+        position = np.array([msg.pose.position.x, msg.pose.position.y, msg.pose.position.z])
+        if not (np.all(np.isfinite(quat)) and np.all(np.isfinite(position))
+                and abs(np.linalg.norm(quat) - 1.0) < 1e-3):
+            self.get_logger().warning('camera pose with a non-unit or non-finite value ignored')
+            return
+        pose = np.eye(4)
+        pose[:3, :3] = quat_xyzw_to_matrix(quat)
+        pose[:3, 3] = position
+        backend = self._backend
+        if isinstance(backend, WorldModelBackend):
+            self._camera = replace(self._camera, world_from_camera=pose)
+            self._model_thread.submit(backend.set_camera, self._camera)
 
     def shutdown(self) -> None:
         self._model_thread.shutdown(wait=True, cancel_futures=True)
@@ -304,14 +363,18 @@ class MpcPlannerNode(Node):
                                depth.data, expected_encodings=('16UC1',))
             depth_m = raw.astype(np.float32) * 1e-3
         gripper = 0.0
+        q = None
         if joints is not None:
-            widths = [pos for name, pos in zip(joints.name, joints.position, strict=False)
-                      if 'finger' in name]
+            named = dict(zip(joints.name, joints.position, strict=False))
+            widths = [pos for name, pos in named.items() if 'finger' in name]
             if widths:
                 gripper = float(np.clip(1.0 - sum(widths) / GRIPPER_MAX_WIDTH_M, 0.0, 1.0))
+            if all(n in named for n in ARM_JOINT_NAMES) and \
+                    now - _stamp_s(joints) <= max_age:
+                q = np.array([named[n] for n in ARM_JOINT_NAMES], dtype=np.float64)
         p = ee.pose.position
         return Observation(rgb=rgb, depth_m=depth_m, ee_position=np.array([p.x, p.y, p.z]),
-                           gripper=gripper, stamp_s=_stamp_s(color))
+                           gripper=gripper, stamp_s=_stamp_s(color), joint_positions=q)
 
     def _fresh_observation(self, not_before: float, deadline: float) -> Observation | str:
         reason = 'no observation'
@@ -424,7 +487,13 @@ class MpcPlannerNode(Node):
         backend = self._backend
         tolerance, max_steps, timeout = self._limits(goal)
         rgb, depth = decode_goal(goal)
-        goal_latent = self._model_thread.submit(backend.encode_goal, rgb, depth).result()
+        now = self._observation()
+        gripper = now.gripper if isinstance(now, Observation) else 0.0
+        try:
+            goal_latent = self._model_thread.submit(backend.encode_goal, rgb, depth,
+                                                    gripper).result()
+        except ValueError as exc:
+            raise GoalRejectedError(str(exc)) from None
         planner = PlannerConfig(**self._planner_kwargs())
         episode = MpcEpisode(backend, goal_latent, MpcConfig(
             planner=planner, energy_tolerance=tolerance, max_steps=max_steps,

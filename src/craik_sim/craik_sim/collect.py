@@ -29,8 +29,9 @@ from craik_sim.exploration import ExplorationConfig, ExplorationPolicy
 from craik_sim.fast_env import FastEnv, FastEnvConfig
 from craik_sim.motion import STEP_DURATION_S
 from craik_sim.render import depth_to_millimetres
-from craik_sim.scene import SceneConfig, VariationConfig
+from craik_sim.scene import SceneConfig, SceneError, VariationConfig
 from craik_sim.tasks import TASK_NAMES
+from craik_sim.variation import add_variation_arguments, variation_config, variation_summary
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cubes', type=int, default=2, help='cubes on the table')
     parser.add_argument('--push-probability', type=float, default=0.6,
                         help='share of exploration segments aimed at cubes')
-    parser.add_argument('--vary', action='append', default=[],
-                        choices=['lighting', 'cube_colours', 'cube_sizes', 'camera_pose'],
-                        help='variation option (repeatable)')
-    parser.add_argument('--distractors', type=int, default=0)
+    add_variation_arguments(parser)
     parser.add_argument('--overwrite', action='store_true',
                         help='start over when DIR holds a dataset with other settings')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -56,8 +54,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {'task': args.task, 'steps': args.steps, 'seed': args.seed, 'width': args.width,
             'height': args.height, 'cubes': args.cubes,
-            'push_probability': args.push_probability, 'vary': sorted(args.vary),
-            'distractors': args.distractors, 'step_duration_s': STEP_DURATION_S}
+            'push_probability': args.push_probability, 'variation': variation_summary(args),
+            'step_duration_s': STEP_DURATION_S}
 
 
 def collect_episode(env: FastEnv, task: str, seed: int, steps: int,
@@ -112,6 +110,14 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.steps < 1:
         print('craik collect: --episodes and --steps must be >= 1', file=sys.stderr)
         return 2
+    try:
+        variation = variation_config(args)
+        if variation.distractors > SceneConfig().max_distractors:
+            raise SceneError(f'--distractors must be at most {SceneConfig().max_distractors} '
+                             f'in this scene, got {variation.distractors}')
+    except SceneError as err:
+        print(f'craik collect: {err}', file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(args)
@@ -129,11 +135,6 @@ def run(args: argparse.Namespace) -> int:
         if existing.config == json.loads(json.dumps(settings)):
             bad = {p.split(':')[0] for p in existing.verify()}
             done = {int(e.id.split('_')[1]): e for e in existing.episodes if e.id not in bad}
-    variation = VariationConfig(lighting='lighting' in args.vary,
-                                cube_colours='cube_colours' in args.vary,
-                                cube_sizes='cube_sizes' in args.vary,
-                                camera_jitter='camera_pose' in args.vary,
-                                distractors=args.distractors)
     exploration = ExplorationConfig(push_probability=args.push_probability)
     config = FastEnvConfig(scene=SceneConfig(cube_count=args.cubes),
                            image_width=args.width, image_height=args.height)

@@ -88,37 +88,66 @@ class SceneConfig:
             raise SceneError(f'mesh_cell_m must be in [0, 0.02], got {self.mesh_cell_m}')
 
 
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
+    """A (lo, hi) variation range inside [low, high]; the error names the field."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise SceneError(f'variation.{name} must be a (low, high) pair, got {value!r}') from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and low <= lo <= hi <= high):
+        raise SceneError(f'variation.{name} must satisfy {low} <= low <= high <= {high}, got '
+                         f'{value!r}')
+
+
 @dataclass(frozen=True)
 class VariationConfig:
-    """Domain randomisation, all off by default; every draw comes from the episode seed."""
+    """Domain randomisation, all off by default; every draw comes from the episode seed.
+
+    The switches say what varies; the ranges how much (the one place they are defined: `craik
+    collect`, `craik eval`, `craik calibrate` and the `sim` node all sample from here).
+    """
 
     lighting: bool = False
     cube_colours: bool = False
     cube_sizes: bool = False
     camera_jitter: bool = False
     distractors: int = 0
+    table_texture: bool = False
+    # Camera pose around the calibrated one: translation std per axis (m, clipped at 2 std) and
+    # rotation std about a random axis (rad, clipped at 2 std).
     camera_jitter_m: float = 0.02
     camera_jitter_rad: float = 0.02
     cube_size_range_m: tuple[float, float] = (0.04, 0.06)
+    # Lights: diffuse scale, direction offset (x, y of the unit direction) and ambient.
+    light_scale_range: tuple[float, float] = (0.6, 1.3)
+    light_direction_range: tuple[float, float] = (-0.3, 0.3)
+    ambient_range: tuple[float, float] = (0.0, 0.15)
+    # Table: a colour tint per channel and the texture's repeat count.
+    table_tint_range: tuple[float, float] = (0.4, 1.0)
+    table_repeat_range: tuple[float, float] = (1.0, 8.0)
 
     def __post_init__(self) -> None:
-        if isinstance(self.distractors, bool) or not 0 <= self.distractors <= 6:
-            raise SceneError(f'variation.distractors must be in 0..6, got {self.distractors}')
+        if isinstance(self.distractors, bool) or not isinstance(self.distractors, int) or \
+                not 0 <= self.distractors <= 6:
+            raise SceneError(f'variation.distractors must be an integer in 0..6, got '
+                             f'{self.distractors!r}')
         if not 0.0 <= self.camera_jitter_m <= 0.1:
             raise SceneError(f'variation.camera_jitter_m must be in [0, 0.1], got '
                              f'{self.camera_jitter_m}')
         if not 0.0 <= self.camera_jitter_rad <= 0.1:
             raise SceneError(f'variation.camera_jitter_rad must be in [0, 0.1], got '
                              f'{self.camera_jitter_rad}')
-        lo, hi = self.cube_size_range_m
-        if not 0.02 <= lo <= hi <= 0.08:
-            raise SceneError(f'variation.cube_size_range_m must lie in [0.02, 0.08], got '
-                             f'{self.cube_size_range_m}')
+        _check_range('cube_size_range_m', self.cube_size_range_m, 0.02, 0.08)
+        _check_range('light_scale_range', self.light_scale_range, 0.1, 3.0)
+        _check_range('light_direction_range', self.light_direction_range, -1.0, 1.0)
+        _check_range('ambient_range', self.ambient_range, 0.0, 0.5)
+        _check_range('table_tint_range', self.table_tint_range, 0.1, 1.0)
+        _check_range('table_repeat_range', self.table_repeat_range, 0.5, 20.0)
 
     @property
     def any(self) -> bool:
         return (self.lighting or self.cube_colours or self.cube_sizes or self.camera_jitter
-                or self.distractors > 0)
+                or self.table_texture or self.distractors > 0)
 
 
 # --- visual mesh decimation -------------------------------------------------------------------

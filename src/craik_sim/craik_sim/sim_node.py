@@ -12,14 +12,19 @@ import sys
 import traceback
 
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Pose
+from geometry_msgs.msg import Point, Pose, PoseStamped
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -37,6 +42,9 @@ DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
 DEPTH_INFO_TOPIC = '/camera/camera/aligned_depth_to_color/camera_info'
 GROUND_TRUTH_TOPIC = '/sim/ground_truth'
 RESET_SERVICE = '/sim/reset_episode'
+# The camera's calibrated pose (the episode's, when the camera-pose variation moves it): latched,
+# so a planner that starts later still gets it. On the lab robot the calibration file says it.
+CAMERA_POSE_TOPIC = '/calibration/camera_pose'
 
 # name -> (default, description, range); the YAML block is config/sim.yaml.
 PARAMETERS: dict[str, tuple[object, str, tuple[float, float] | None]] = {
@@ -58,6 +66,7 @@ PARAMETERS: dict[str, tuple[object, str, tuple[float, float] | None]] = {
     'vary_cube_sizes': (False, 'default variation: cube sizes', None),
     'vary_camera_pose': (False, 'default variation: camera pose jitter', None),
     'distractors': (0, 'default variation: distractor objects on the table', (0, 3)),
+    'vary_table': (False, 'default variation: table colour and texture scale', None),
     'settle_s': (0.3, 'simulated time to settle after a reset (s)', (0.0, 5.0)),
     'realtime_factor': (1.0, 'simulation speed relative to wall-clock time', (0.1, 10.0)),
 }
@@ -82,7 +91,8 @@ def declare_parameters(node: Node) -> SimConfig:
                                 cube_colours=values['vary_cube_colours'],
                                 cube_sizes=values['vary_cube_sizes'],
                                 camera_jitter=values['vary_camera_pose'],
-                                distractors=values['distractors'])
+                                distractors=values['distractors'],
+                                table_texture=values['vary_table'])
     names = {f.name for f in fields(SimConfig)} - {'scene', 'variation'}
     return SimConfig(scene=scene, variation=variation,
                      **{k: v for k, v in values.items() if k in names})
@@ -141,6 +151,11 @@ class SimNode(Node):
             GroundTruthMsg, GROUND_TRUTH_TOPIC,
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self._reset_srv = self.create_service(ResetEpisode, RESET_SERVICE, self._on_reset)
+        self._camera_pose_pub = self.create_publisher(
+            PoseStamped, CAMERA_POSE_TOPIC,
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._published_camera: CameraCalibration | None = None
 
     def configure(self) -> None:
         """Start the simulated robot and camera (heavy: builds the scene, binds sockets)."""
@@ -160,6 +175,7 @@ class SimNode(Node):
         if not self.context.ok():
             return  # shutting down (a signal ended the context before the camera thread stopped)
         header = Header(stamp=_stamp(frame.wall_time), frame_id=frame.camera.child_frame)
+        self._publish_camera_pose(frame.camera, header.stamp)
         info = camera_info(frame.camera, header)
         self._color_pub.publish(image_msg(frame.rgb, 'rgb8', header))
         self._depth_pub.publish(image_msg(depth_to_millimetres(frame.depth_m), '16UC1', header))
@@ -183,6 +199,14 @@ class SimNode(Node):
         msg.distance, msg.success = frame.distance_m, frame.success
         self._gt_pub.publish(msg)
 
+    def _publish_camera_pose(self, camera: CameraCalibration, stamp: Time) -> None:
+        if camera == self._published_camera:
+            return
+        pose = PoseStamped(header=Header(stamp=stamp, frame_id=camera.parent_frame))
+        pose.pose = _pose(np.asarray(camera.translation), np.asarray(camera.rotation_xyzw))
+        self._camera_pose_pub.publish(pose)
+        self._published_camera = camera
+
     def _on_reset(self, request: ResetEpisode.Request,
                   response: ResetEpisode.Response) -> ResetEpisode.Response:
         if self.runtime is None:
@@ -193,7 +217,8 @@ class SimNode(Node):
                                         cube_colours=request.vary_cube_colours,
                                         cube_sizes=request.vary_cube_sizes,
                                         camera_jitter=request.vary_camera_pose,
-                                        distractors=int(request.distractors))
+                                        distractors=int(request.distractors),
+                                        table_texture=request.vary_table)
             goal = self.runtime.reset_episode(request.task, int(request.seed), variation)
         except (UnknownTaskError, InvalidSeedError, ValueError, TimeoutError) as err:
             response.success = False
@@ -201,6 +226,8 @@ class SimNode(Node):
             self.get_logger().warning(f'reset rejected: {response.message}')
             return response
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=goal.camera.child_frame)
+        # Before the reply, so a goal sent on it is planned with the episode's camera pose.
+        self._publish_camera_pose(goal.camera, header.stamp)
         response.success = True
         response.message = f'episode {goal.spec.task}/{goal.spec.seed}'
         response.goal_image = image_msg(goal.rgb, 'rgb8', header)

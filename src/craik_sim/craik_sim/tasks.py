@@ -82,6 +82,22 @@ class Appearance:
     light_dir_offset: np.ndarray = field(default_factory=lambda: np.zeros(2))  # [2]
     ambient: float = 0.05
     camera: CameraCalibration | None = None  # None: the calibrated pose
+    table_tint: np.ndarray | None = None  # [3] multiplies the table's texture (None: as built)
+    table_repeat: float | None = None  # texture repeats across the table (None: as built)
+
+    def to_metadata(self) -> dict[str, object]:
+        """What this episode's draws were (JSON-friendly; stored with collected episodes)."""
+        return {
+            'cube_rgba': self.cube_rgba.tolist(), 'cube_size_m': self.cube_size_m.tolist(),
+            'light_diffuse_scale': self.light_diffuse_scale,
+            'light_dir_offset': np.asarray(self.light_dir_offset).tolist(),
+            'ambient': self.ambient,
+            'camera': None if self.camera is None else {
+                'translation': list(self.camera.translation),
+                'rotation_xyzw': list(self.camera.rotation_xyzw)},
+            'table_tint': None if self.table_tint is None else self.table_tint.tolist(),
+            'table_repeat': self.table_repeat,
+        }
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,7 @@ class EpisodeSpec:
             'goal_cube_pos': self.goal_cube_pos.tolist(),
             'target_cube': self.target_cube,
             'success_threshold_m': SUCCESS_THRESHOLD_M,
+            'appearance': self.appearance.to_metadata(),
         }
 
 
@@ -139,7 +156,8 @@ def _sample_appearance(rng: np.random.Generator, scene: SceneConfig, v: Variatio
     # Draw every stream regardless of the switches so that each option is independent.
     colour_draw = rng.uniform(size=(n, 3))
     size_draw = rng.uniform(*v.cube_size_range_m, size=n)
-    light_draw = (rng.uniform(0.6, 1.3), rng.uniform(-0.3, 0.3, size=2), rng.uniform(0, 0.15))
+    light_draw = (rng.uniform(*v.light_scale_range), rng.uniform(*v.light_direction_range, size=2),
+                  rng.uniform(*v.ambient_range))
     cam_t = np.clip(rng.normal(0.0, 1.0, size=3), -2, 2)
     cam_axis = rng.normal(size=3)
     cam_angle = float(np.clip(rng.normal(), -2, 2))
@@ -159,10 +177,14 @@ def _sample_appearance(rng: np.random.Generator, scene: SceneConfig, v: Variatio
         camera = calibration.with_pose(np.asarray(calibration.translation)
                                        + cam_t * v.camera_jitter_m,
                                        rot @ calibration.rotation_matrix)
+    # Drawn last, so the streams above are those of earlier releases (same episodes).
+    table_draw = (rng.uniform(*v.table_tint_range, size=3), rng.uniform(*v.table_repeat_range))
+    tint = table_draw[0] if v.table_texture else None
+    repeat = float(table_draw[1]) if v.table_texture else None
     if v.lighting:
         return Appearance(rgba, sizes, float(light_draw[0]), np.asarray(light_draw[1]),
-                          float(light_draw[2]), camera)
-    return Appearance(rgba, sizes, camera=camera)
+                          float(light_draw[2]), camera, tint, repeat)
+    return Appearance(rgba, sizes, camera=camera, table_tint=tint, table_repeat=repeat)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
@@ -272,6 +294,8 @@ class SceneDefaults:
     headlight_ambient: np.ndarray
     cam_pos: np.ndarray
     cam_quat: np.ndarray
+    mat_rgba: np.ndarray | None = None
+    mat_texrepeat: np.ndarray | None = None
 
     @staticmethod
     def capture(model: mujoco.MjModel) -> SceneDefaults:
@@ -279,7 +303,8 @@ class SceneDefaults:
                              model.geom_rbound.copy(), model.geom_aabb.copy(),
                              model.body_inertia.copy(), model.light_diffuse.copy(),
                              model.light_dir.copy(), model.vis.headlight.ambient.copy(),
-                             model.cam_pos.copy(), model.cam_quat.copy())
+                             model.cam_pos.copy(), model.cam_quat.copy(),
+                             model.mat_rgba.copy(), model.mat_texrepeat.copy())
 
 
 def apply_episode_model(model: mujoco.MjModel, h: SceneHandles, defaults: SceneDefaults,
@@ -307,7 +332,13 @@ def apply_episode_model(model: mujoco.MjModel, h: SceneHandles, defaults: SceneD
         on = bool(spec.distractor_active[i])
         model.geom_rgba[g, 3] = 1.0 if on else 0.0
         model.geom_contype[g] = model.geom_conaffinity[g] = 1 if on else 0
-        model.body_gravcomp[model.geom_bodyid[g]] = 0.0 if on else 1.0
+        body = model.geom_bodyid[g]
+        # MuJoCo 3 filters pairs by the bodies' aggregated contype/conaffinity too, computed at
+        # compile time (from the parked, collision-free geoms): without these an active
+        # distractor fell through the table within the first step.
+        if hasattr(model, 'body_contype'):
+            model.body_contype[body] = model.body_conaffinity[body] = 1 if on else 0
+        model.body_gravcomp[body] = 0.0 if on else 1.0
     model.light_diffuse[:] = defaults.light_diffuse * look.light_diffuse_scale
     model.light_dir[:] = defaults.light_dir
     if len(h.lights):
@@ -315,6 +346,15 @@ def apply_episode_model(model: mujoco.MjModel, h: SceneHandles, defaults: SceneD
         d[:2] += look.light_dir_offset
         model.light_dir[0] = d / np.linalg.norm(d)
     model.vis.headlight.ambient[:] = look.ambient
+    if defaults.mat_rgba is not None and defaults.mat_texrepeat is not None:
+        model.mat_rgba[:] = defaults.mat_rgba
+        model.mat_texrepeat[:] = defaults.mat_texrepeat
+        table = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, 'table_top')
+        if table >= 0 and look.table_tint is not None:
+            model.mat_rgba[table, :3] = np.clip(defaults.mat_rgba[table, :3] * look.table_tint,
+                                                0.0, 1.0)
+        if table >= 0 and look.table_repeat is not None:
+            model.mat_texrepeat[table] = look.table_repeat
     camera = look.camera or calibration
     model.cam_pos[h.camera] = camera.translation
     model.cam_quat[h.camera] = camera_mujoco_quat(camera)

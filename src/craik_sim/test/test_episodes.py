@@ -77,3 +77,41 @@ def test_corruption_is_detected(tmp_path, dataset_dir):
 def test_cli_is_registered():
     from craik_bringup.cli import COMMANDS
     assert COMMANDS['collect'].module == 'craik_sim.collect'
+
+
+def test_collect_records_each_episodes_variation_and_reloads_it(tmp_path):
+    out = tmp_path / 'varied'
+    assert collect.run(_parse(out, '--vary-all')) == 0
+    ds = EpisodeDataset(out)
+    assert ds.config['variation'] == {'lighting': True, 'camera_pose': True,
+                                      'cube_colours': True, 'cube_sizes': True,
+                                      'table': True, 'distractors': 2}
+    looks = []
+    for i in range(2):
+        meta = ds.load(i).metadata
+        assert meta['variation']['lighting'] and meta['variation']['distractors'] == 2
+        look = meta['appearance']
+        assert 0.6 <= look['light_diffuse_scale'] <= 1.3
+        assert look['camera'] is not None and look['table_tint'] is not None
+        assert all(0.04 <= s <= 0.06 for s in look['cube_size_m'])
+        looks.append(look)
+    assert looks[0] != looks[1]    # drawn per episode from its seed
+    # The episode's camera is the one its frames were rendered with.
+    ep = ds.load(0)
+    assert ep['extrinsics'][:3, 3] == pytest.approx(looks[0]['camera']['translation'])
+
+
+def _parse(out: Path, *extra: str):
+    parser = argparse.ArgumentParser()
+    collect.configure_parser(parser)
+    return parser.parse_args(['--task', 'reach', '--episodes', '2', '--steps', '2', '--out',
+                              str(out), '--no-progress', *extra])
+
+
+@pytest.mark.parametrize('extra, message', [
+    (('--distractors', '7'), 'distractors'),
+    (('--distractors', '4'), 'at most 3'),
+])
+def test_bad_variations_are_refused(tmp_path, capsys, extra, message):
+    assert collect.run(_parse(tmp_path / 'bad', *extra)) == 2
+    assert message in capsys.readouterr().err

@@ -76,3 +76,16 @@ def test_bad_variation_options():
                        VariationConfig(distractors=2))
     with pytest.raises(SceneError, match='cube_count'):
         SceneConfig(cube_count=-1)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'camera_jitter_m': 0.5}, 'camera_jitter_m'),
+    ({'cube_size_range_m': (0.07, 0.03)}, 'cube_size_range_m'),
+    ({'light_scale_range': (0.5, 9.0)}, 'light_scale_range'),
+    ({'ambient_range': (float('nan'), 0.1)}, 'ambient_range'),
+    ({'table_tint_range': 'dark'}, 'table_tint_range'),
+    ({'distractors': 1.5}, 'distractors'),
+])
+def test_bad_variation_ranges_are_rejected_with_the_field_named(change, message):
+    with pytest.raises(SceneError, match=message):
+        VariationConfig(**change)

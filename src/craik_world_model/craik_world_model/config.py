@@ -34,6 +34,7 @@ POSE_DIMS = 3
 # the TCP's x and y. In the simulation the objects are the scene's cubes, in index order (cube 0
 # is what `push` moves). OBJECT_DIMS values per slot.
 OBJECT_DIMS = 2
+OBJECT_SOURCES = ('locator', 'geometry')
 ENERGIES = ('l1', 'l2')
 ENERGY_OVER = ('trajectory', 'final')
 
@@ -118,6 +119,16 @@ class ModelConfig:
     # point behind it (away from its goal), low; elsewhere above the objects (see
     # craik_world_model.object_energy).
     approach_weight: float = 0.0
+    # Where the object slots come from: 'locator' (the keypoint network above, on the RGB image)
+    # or 'geometry' (craik_world_model.object_state: clusters of the aligned depth on the table,
+    # arm masked by kinematics, in the calibrated camera's world frame; class-agnostic). With
+    # 'geometry' the latent also holds one presence flag per slot (1: an object fills it), the
+    # encoder has no locator and the runtime fills the slots from the depth frame.
+    object_source: str = 'locator'
+    # Weight of the visual term (the encoded image against the goal's). The geometric model
+    # plans on its pose and object terms alone (0): the visual latent of a 64x64 image is not
+    # invariant to lighting, camera pose or the objects' look.
+    visual_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _positive_int('image_size', self.image_size)
@@ -173,6 +184,13 @@ class ModelConfig:
                 raise ValueError(f'{name} must be in [0, 100], got {value}')
             if value > 0 and self.object_count == 0:
                 raise ValueError(f'{name} needs object slots (object_count > 0)')
+        if self.object_source not in OBJECT_SOURCES:
+            raise ValueError(f'object_source must be one of {OBJECT_SOURCES}, got '
+                             f'{self.object_source!r}')
+        if self.object_source == 'geometry' and self.object_count == 0:
+            raise ValueError("object_source 'geometry' needs object slots (object_count > 0)")
+        if not (math.isfinite(self.visual_weight) and 0.0 <= self.visual_weight <= 100.0):
+            raise ValueError(f'visual_weight must be in [0, 100], got {self.visual_weight}')
         if (self.object_count or self.pose_weight > 0) and self.proprio_dim < POSE_DIMS:
             raise ValueError(f'object slots need proprio_dim >= {POSE_DIMS} (their scale is the '
                              "TCP's x and y)")
@@ -182,7 +200,7 @@ class ModelConfig:
     @property
     def full_latent_dim(self) -> int:
         """D: visual latent, proprioception and object slots."""
-        return self.latent_dim + self.proprio_dim + self.object_dims
+        return self.latent_dim + self.proprio_dim + self.object_dims + self.presence_dims
 
     @property
     def state_dim(self) -> int:
@@ -194,6 +212,17 @@ class ModelConfig:
     def object_dims(self) -> int:
         """Entries of the latent taken by the object slots."""
         return self.object_count * OBJECT_DIMS
+
+    @property
+    def presence_dims(self) -> int:
+        """Presence flags in the latent (geometric slots only; one per slot)."""
+        return self.object_count if self.object_source == 'geometry' else 0
+
+    @property
+    def presence_slice(self) -> slice:
+        """Where the presence flags are in ``z`` (empty without geometric slots)."""
+        start = self.latent_dim + self.proprio_dim + self.object_dims
+        return slice(start, start + self.presence_dims)
 
     @property
     def object_slice(self) -> slice:

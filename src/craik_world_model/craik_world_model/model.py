@@ -60,6 +60,14 @@ def objects_metres(z: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     return slots_metres(z[..., config.object_slice], config)
 
 
+def presence(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor | None:
+    """Which slots count ``[..., K]`` (1: an object fills the slot in both ``z`` and ``goal``),
+    or None when every slot always counts (locator slots)."""
+    if not config.presence_dims:
+        return None
+    return z[..., config.presence_slice] * goal[..., config.presence_slice]
+
+
 def arm_weight(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """How much the visual and pose terms count for latents ``z [..., D]``: ``[...]``, 1 without
     the approach term; with it, one minus the largest object engagement (an object still to be
@@ -67,6 +75,9 @@ def arm_weight(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig) -> torc
     if config.approach_weight <= 0:
         return torch.ones(z.shape[:-1], dtype=z.dtype, device=z.device)
     engaged = engagement(objects_metres(z, config), objects_metres(goal, config))
+    present = presence(z, goal, config)
+    if present is not None:
+        engaged = engaged * present
     return 1.0 - engaged.amax(dim=-1)
 
 
@@ -86,14 +97,14 @@ def latent_energy(z: torch.Tensor, goal: torch.Tensor, config: ModelConfig,
     def dist(x: torch.Tensor) -> torch.Tensor:
         return (x * x).mean(dim=-1) if config.energy == 'l2' else x.abs().mean(dim=-1)
 
-    e = dist(z[..., :dv] - goal[..., :dv])
+    e = config.visual_weight * dist(z[..., :dv] - goal[..., :dv])
     if config.pose_weight > 0:
         e = e + config.pose_weight * dist(z[..., dv:dv + POSE_DIMS] - goal[..., dv:dv + POSE_DIMS])
     if config.object_weight > 0 or config.approach_weight > 0:
         e = e * (arm_weight(z, goal, config) if weight is None else weight)
         e = e + object_energy(tcp_metres(z, config), objects_metres(z, config),
                               objects_metres(goal, config), config.object_weight,
-                              config.approach_weight)
+                              config.approach_weight, presence=presence(z, goal, config))
     return e
 
 
@@ -242,7 +253,8 @@ class RGBDEncoder(nn.Module):
         grid = config.grid_size
         self.project = nn.Linear((rgb_in + depth_in) * grid * grid, config.latent_dim)
         self.norm = nn.LayerNorm(config.latent_dim, elementwise_affine=False)
-        self.locator = ObjectLocator(config) if config.object_count else None
+        self.locator = (ObjectLocator(config)
+                        if config.object_count and config.object_source == 'locator' else None)
 
     def depth_input(self, depth: torch.Tensor) -> torch.Tensor:
         """Depth ``[B, 1, S, S]`` metres -> ``[B, 2, S, S]`` (normalised value, valid mask)."""
@@ -266,6 +278,10 @@ class RGBDEncoder(nn.Module):
         parts = [z_vis, self.normalise_proprio(proprio)]
         if self.locator is not None:
             parts.append(self.locator(rgb))                                      # [B, 2K]
+        elif self.config.object_count:
+            # Geometric slots and their presence flags: filled by the runtime from the depth.
+            parts.append(z_vis.new_zeros(z_vis.shape[0],
+                                         self.config.object_dims + self.config.presence_dims))
         return torch.cat(parts, dim=1)
 
 
@@ -313,8 +329,15 @@ class Predictor(nn.Module):
         dv = self.config.latent_dim
         tcp = z[:, dv:dv + POSE_DIMS] * self.tcp_scale + self.tcp_offset             # [N, 3] m
         tcp_next = state_next[:, dv:dv + POSE_DIMS] * self.tcp_scale + self.tcp_offset
-        objects = self.objects(z[:, d:], tcp, tcp_next, action)                     # [N, 2K]
-        return torch.cat([state_next, objects], dim=-1)
+        slots = z[:, self.config.object_slice]                                      # [N, 2K]
+        objects = self.objects(slots, tcp, tcp_next, action)                        # [N, 2K]
+        if not self.config.presence_dims:
+            return torch.cat([state_next, objects], dim=-1)
+        # An empty slot stays where it is (its dynamics would drift a far-away placeholder).
+        present = z[:, self.config.presence_slice]                                  # [N, K]
+        keep = present.unsqueeze(-1).expand(-1, -1, OBJECT_DIMS).flatten(1)         # [N, 2K]
+        objects = keep * objects + (1.0 - keep) * slots
+        return torch.cat([state_next, objects, present], dim=-1)
 
 
 class RGBDDecoder(nn.Module):

@@ -62,13 +62,16 @@ def engagement(objects: torch.Tensor, goal_objects: torch.Tensor,
 
 def object_energy(tcp: torch.Tensor, objects: torch.Tensor, goal_objects: torch.Tensor,
                   object_weight: float, approach_weight: float,
-                  geometry: ApproachGeometry = GEOMETRY) -> torch.Tensor:
+                  geometry: ApproachGeometry = GEOMETRY,
+                  presence: torch.Tensor | None = None) -> torch.Tensor:
     """Object and approach terms: ``tcp [..., 3]``, ``objects [..., K, 2]``,
-    ``goal_objects [..., K, 2]`` (broadcastable) -> ``[...]``."""
+    ``goal_objects [..., K, 2]`` (broadcastable), ``presence [..., K]`` (which slots count;
+    None: all) -> ``[...]``."""
     g = geometry
     to_goal = goal_objects - objects                                     # [..., K, 2]
     error = torch.sqrt((to_goal * to_goal).sum(-1) + 1e-12)             # [..., K]
-    energy = object_weight * error.sum(-1)
+    weight = torch.ones_like(error) if presence is None else presence   # [..., K]
+    energy = object_weight * (weight * error).sum(-1)
     if approach_weight <= 0:
         return energy
     direction = to_goal / error.clamp_min(1e-6).unsqueeze(-1)           # [..., K, 2]
@@ -82,7 +85,8 @@ def object_energy(tcp: torch.Tensor, objects: torch.Tensor, goal_objects: torch.
     lift = ((lateral - g.descend_within_m) / g.descend_ramp_m).clamp(0.0, 1.0)
     height = g.push_height_m + (g.hover_height_m - g.push_height_m) * lift
     approach = lateral + (tcp_z - height).abs()                          # [..., K]
-    engaged = engagement(objects, goal_objects, g)
+    engaged = engagement(objects, goal_objects, g) * weight
     centre = torch.sqrt(((tcp_xy - objects) ** 2).sum(-1) + 1e-12)      # [..., K]
     over = ((centre < g.footprint_m) & (tcp_z < g.footprint_height_m)).to(tcp.dtype)
-    return energy + approach_weight * (engaged * approach + g.footprint_penalty * over).sum(-1)
+    return energy + approach_weight * (engaged * approach
+                                       + g.footprint_penalty * over * weight).sum(-1)

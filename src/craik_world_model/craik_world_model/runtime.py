@@ -44,6 +44,7 @@ from craik_world_model.config import (
     ModelConfig,
     model_config_from_json,
 )
+from craik_world_model.data import normalise_object_positions
 from craik_world_model.export import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -116,6 +117,37 @@ class WorldModelRuntime(ABC):
             z = z.copy()
             z[:, dv:dv + POSE_DIMS] = readout
         return z
+
+    def with_geometry(self, z: np.ndarray, slots: np.ndarray | None,
+                      tcp: np.ndarray | None = None) -> FloatArray:
+        """Latent ``z [D]`` with its geometric object slots filled in: ``slots [K, 3]`` rows of
+        (x, y in metres, presence 0/1), from :mod:`craik_world_model.object_state`; ``tcp [3]``
+        (m), when given, replaces the latent's TCP position (a goal's, found in its depth)."""
+        c = self.config
+        out = np.array(z, dtype=np.float32).reshape(-1)
+        if out.shape[0] != c.full_latent_dim:
+            raise ValueError(f'z must be a latent [{c.full_latent_dim}], got {np.shape(z)}')
+        if slots is not None:
+            if not c.presence_dims:
+                raise ValueError('this model reads its object slots from the image (locator); '
+                                 'it takes no geometric slots')
+            rows = np.asarray(slots, dtype=np.float64)
+            if rows.shape != (c.object_count, 3) or not np.isfinite(rows).all():
+                raise ValueError(f'slots must be finite [{c.object_count}, 3] rows (x, y, '
+                                 f'presence), got shape {rows.shape}')
+            present = (rows[:, 2] > 0.5).astype(np.float32)
+            positions = normalise_object_positions(rows[:, :2], c) * present[:, None]
+            out[c.object_slice] = positions.reshape(-1)
+            out[c.presence_slice] = present
+        if tcp is not None:
+            t = np.asarray(tcp, dtype=np.float64)
+            if t.shape != (POSE_DIMS,) or not np.isfinite(t).all():
+                raise ValueError(f'tcp must be {POSE_DIMS} finite values (m), got {t}')
+            offset = np.asarray(c.proprio_offset[:POSE_DIMS])
+            scale = np.asarray(c.proprio_scale[:POSE_DIMS])
+            dv = c.latent_dim
+            out[dv:dv + POSE_DIMS] = ((t - offset) / scale).astype(np.float32)
+        return out
 
     def energy(self, z: np.ndarray, goal: np.ndarray) -> float:
         """Energy of being at latent ``z [D]`` now (no action), the rollout graph's distance."""
