@@ -1,14 +1,16 @@
 """Planning rate of the MPC step on this machine (JSON on stdout).
 
-One planner step is what the `mpc_planner` node does for every executed action: encode the latest
-640x480 RGB-D observation, then CEM/MPPI over the world model's batched rollout + energy
-(warm-started from the previous step's plan), without a deadline so that every iteration runs.
+One planner step is what the `mpc_planner` node does for every executed action: encode the
+latest 640x480 RGB-D observation (for a model with geometric object slots, also extract the
+objects from its depth: rendered frames of a varied push episode then), then CEM/MPPI over
+the world model's batched rollout + energy (warm-started from the previous step's plan),
+without a deadline so that every iteration runs.
 Reported per runtime and method: the median step time (p10/p90), plans/s = 1 / median, and the
 share spent in encoding and in the rollout graph. Baseline in the same run: the same planner on
 eager PyTorch. The issue's target: >= 5 plans/s at 256 samples x horizon 8 on 2 CPU cores with
 onnxruntime.
 
-    python bench/bench_planner.py [--model models/craik_wm_cpu] [--samples 256] [--horizon 8]
+    python bench/bench_planner.py [--model models/craik_wm_geo] [--samples 256] [--horizon 8]
         [--iterations 4] [--threads 2] [--steps 20] [--runs 3]
 """
 
@@ -64,6 +66,33 @@ class _TimedRuntime:
     def energy(self, z: np.ndarray, goal: np.ndarray) -> float:
         return self.runtime.energy(z, goal)
 
+    def with_geometry(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        return self.runtime.with_geometry(*args, **kwargs)
+
+
+def _sim_observations(count: int, seed: int) -> tuple[list[Observation], Any, Any]:
+    """Rendered 640x480 observations of a varied push episode (arm moving), its goal frame and
+    camera: what a geometric model's object extraction needs to do real work on."""
+    from craik_sim.fast_env import FastEnv, FastEnvConfig
+    from craik_sim.scene import VariationConfig
+    from craik_world_model.object_state import CameraModel
+    from craik_world_model.observation import gripper_from_width
+
+    variation = VariationConfig(lighting=True, camera_jitter=True, cube_colours=True,
+                                cube_sizes=True, table_texture=True, distractors=2)
+    out = []
+    with FastEnv(FastEnvConfig(image_width=640, image_height=480)) as env:
+        obs = env.reset('push', seed, variation)
+        goal = (env.goal_rgb, env.goal_depth_m)
+        k = env.camera.intrinsics
+        camera = CameraModel(k.matrix, k.width, k.height, env.camera.parent_from_camera)
+        for i in range(count):
+            out.append(Observation(obs.rgb, obs.depth_m, obs.ee_pos,
+                                   float(gripper_from_width(obs.gripper_width_m)), float(i),
+                                   joint_positions=obs.q))
+            obs, _ = env.step([0.03, 0.02 * (-1) ** i, -0.04, 1.0])
+    return out, goal, camera
+
 
 def _observations(count: int, seed: int) -> list[Observation]:
     rng = np.random.default_rng(seed)
@@ -80,8 +109,13 @@ def bench_steps(runtime: WorldModelRuntime, method: str, args: argparse.Namespac
     """``args.runs`` episodes of ``args.steps`` MPC steps; statistics over all steps."""
     timed = _TimedRuntime(runtime)
     backend = WorldModelBackend(timed)
-    observations = _observations(4, seed=1)
-    goal = backend.encode_goal(observations[0].rgb[::-1].copy(), None)
+    if backend.geometric:
+        observations, (goal_rgb, goal_depth), camera = _sim_observations(4, seed=900001)
+        backend.set_camera(camera)
+        goal = backend.encode_goal(goal_rgb, goal_depth, gripper=1.0)
+    else:
+        observations = _observations(4, seed=1)
+        goal = backend.encode_goal(observations[0].rgb[::-1].copy(), None)
     planner = PlannerConfig(method=method, num_samples=args.samples, horizon=args.horizon,
                             max_iterations=args.iterations)
     # Tolerance below any energy: every step plans.
@@ -109,10 +143,19 @@ def bench_steps(runtime: WorldModelRuntime, method: str, args: argparse.Namespac
             'rollout_calls_per_step': float(calls_per_step), 'timed_steps': len(times)}
 
 
+def _git_commit() -> str | None:
+    import subprocess
+    try:
+        return subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default=str(ROOT / 'models' / 'craik_wm_cpu'),
-                        help='export directory (craik wm-export)')
+    parser.add_argument('--model', default=str(ROOT / 'models' / 'craik_wm_geo'),
+                        help='export directory (craik wm-export / craik wm-geometry)')
     parser.add_argument('--samples', type=int, default=256)
     parser.add_argument('--horizon', type=int, default=8)
     parser.add_argument('--iterations', type=int, default=4,
@@ -132,7 +175,9 @@ def main() -> int:
         'benchmark': 'mpc_planner_step', 'samples': args.samples, 'horizon': args.horizon,
         'iterations': args.iterations, 'model': str(model_dir), 'threads': args.threads,
         'machine': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
-        'load_average_1min_before': os.getloadavg()[0], 'runtimes': {}}
+        'load_average_1min_before': os.getloadavg()[0], 'runtimes': {},
+        'command': ' '.join(['python', *sys.argv]), 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'git_commit': _git_commit()}
     runtimes: list[tuple[str, Callable[[], WorldModelRuntime]]] = [
         ('torch_eager', lambda: load_runtime(model_dir, 'torch')),
         ('onnxruntime', lambda: load_runtime(model_dir, 'onnxruntime', threads=args.threads)),

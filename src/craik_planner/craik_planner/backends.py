@@ -89,10 +89,14 @@ class WorldModelBackend:
                                            depth_units='m'))
         if not self.geometric:
             return z
-        if observation.depth_m is None or observation.joint_positions is None:
-            raise ValueError('this world model needs aligned depth and joint positions with '
-                             'every observation (object state from depth, arm masked by '
-                             'kinematics)')
+        if observation.depth_m is None:
+            raise ValueError('this world model needs aligned depth with every observation '
+                             '(object state from depth): no depth frame matched the colour '
+                             'frame (/camera/camera/aligned_depth_to_color/image_raw)')
+        if observation.joint_positions is None:
+            raise ValueError('this world model needs the arm joint positions with every '
+                             'observation (the arm is masked by kinematics): no recent '
+                             '/joint_states with fr3_joint1..7')
         rows = self._estimator().observation(observation.rgb, observation.depth_m,
                                              observation.joint_positions,
                                              _width(observation.gripper))

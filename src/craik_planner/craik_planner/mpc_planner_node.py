@@ -11,8 +11,9 @@ One thread owns the world model (a single-worker executor); ROS callbacks only c
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import threading
 import time
 from typing import Any
@@ -73,7 +74,7 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'planning_budget': (0.2, 'planning time per step, s', (0.01, 10.0)),
     'step_period': (0.5, 'time between executed actions, s (craik_sim STEP_DURATION_S)',
                     (0.05, 10.0)),
-    'energy_tolerance': (0.045, 'world model: goal reached when the energy of the current '
+    'energy_tolerance': (0.0415, 'world model: goal reached when the energy of the current '
                          'observation is at most this (0 in a goal uses it); depends on the '
                          'model: measure it with `craik calibrate`', (1e-6, 1e3)),
     'oracle_energy_tolerance': (0.01, 'oracle: reached distance, m', (1e-4, 1.0)),
@@ -122,6 +123,10 @@ class _Latest:
 
     color: Image | None = None
     depth: Image | None = None
+    # The last few frames of each stream: colour and aligned depth arrive as separate messages,
+    # so the newest colour frame's depth may still be on its way (a pair is taken from here).
+    colors: deque[Image] = field(default_factory=lambda: deque(maxlen=4))
+    depths: deque[Image] = field(default_factory=lambda: deque(maxlen=4))
     ee: PoseStamped | None = None
     joints: JointState | None = None
     status: ControllerStatus | None = None
@@ -130,6 +135,20 @@ class _Latest:
 
 def _stamp_s(msg: Any) -> float:
     return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+# Colour and depth frames count as one observation when their stamps are this close (s).
+PAIR_TOLERANCE_S = 0.5 / 15.0
+
+
+def _newest_pair(colors: list[Image], depths: list[Image]) -> tuple[Image, Image] | None:
+    """The newest colour frame with a depth frame of (nearly) the same stamp, and that depth."""
+    for color in reversed(colors):
+        t = _stamp_s(color)
+        best = min(depths, key=lambda d: abs(_stamp_s(d) - t), default=None)
+        if best is not None and abs(_stamp_s(best) - t) <= PAIR_TOLERANCE_S:
+            return color, best
+    return None
 
 
 def decode_goal(goal: ReachGoal.Goal) -> tuple[np.ndarray, np.ndarray | None]:
@@ -293,10 +312,12 @@ class MpcPlannerNode(Node):
     def _on_color(self, msg: Image) -> None:
         with self._lock:
             self._latest.color = msg
+            self._latest.colors.append(msg)
 
     def _on_depth(self, msg: Image) -> None:
         with self._lock:
             self._latest.depth = msg
+            self._latest.depths.append(msg)
 
     def _on_ee(self, msg: PoseStamped) -> None:
         with self._lock:
@@ -343,6 +364,9 @@ class MpcPlannerNode(Node):
         with self._lock:
             color, depth, ee, joints = (self._latest.color, self._latest.depth, self._latest.ee,
                                         self._latest.joints)
+            pair = _newest_pair(list(self._latest.colors), list(self._latest.depths))
+        if pair is not None:
+            color, depth = pair
         if color is None:
             return f'no camera frame received yet on {COLOR_TOPIC}'
         if ee is None:
@@ -358,7 +382,7 @@ class MpcPlannerNode(Node):
         if color.encoding == 'bgr8':
             rgb = np.ascontiguousarray(rgb[..., ::-1])
         depth_m = None
-        if depth is not None and abs(_stamp_s(depth) - _stamp_s(color)) <= 0.5 / 15.0:
+        if depth is not None and abs(_stamp_s(depth) - _stamp_s(color)) <= PAIR_TOLERANCE_S:
             raw = decode_image(depth.encoding, depth.width, depth.height, depth.step,
                                depth.data, expected_encodings=('16UC1',))
             depth_m = raw.astype(np.float32) * 1e-3
@@ -378,11 +402,22 @@ class MpcPlannerNode(Node):
 
     def _fresh_observation(self, not_before: float, deadline: float) -> Observation | str:
         reason = 'no observation'
+        backend = self._backend
+        geometric = isinstance(backend, WorldModelBackend) and backend.geometric
         while time.monotonic() < deadline:
             obs = self._observation()
             if isinstance(obs, Observation) and obs.stamp_s >= not_before:
-                return obs
-            reason = obs if isinstance(obs, str) else 'waiting for a frame newer than the step'
+                if not geometric:
+                    return obs
+                # Object state comes from depth and the arm mask from the joints: wait for an
+                # observation that has both rather than fail on one frame whose depth is late.
+                if obs.depth_m is not None and obs.joint_positions is not None:
+                    return obs
+                reason = ('no depth frame matching the colour frame' if obs.depth_m is None
+                          else 'no recent /joint_states with fr3_joint1..7')
+            else:
+                reason = obs if isinstance(obs, str) else \
+                    'waiting for a frame newer than the step'
             time.sleep(0.01)
         return reason
 

@@ -129,6 +129,12 @@ class ModelConfig:
     # plans on its pose and object terms alone (0): the visual latent of a 64x64 image is not
     # invariant to lighting, camera pose or the objects' look.
     visual_weight: float = 1.0
+    # Roll the proprioception (TCP, gripper) forward with an MLP of the proprioception and the
+    # action alone (ProprioDynamics) instead of the main predictor, which also sees the visual
+    # latent: how the arm moves under a command does not depend on the light or the camera, and
+    # a visual latent that does made the imagined arm drift under new lighting.
+    proprio_dynamics: bool = False
+    proprio_hidden: int = 128
 
     def __post_init__(self) -> None:
         _positive_int('image_size', self.image_size)
@@ -189,6 +195,11 @@ class ModelConfig:
                              f'{self.object_source!r}')
         if self.object_source == 'geometry' and self.object_count == 0:
             raise ValueError("object_source 'geometry' needs object slots (object_count > 0)")
+        _positive_int('proprio_hidden', self.proprio_hidden)
+        if self.proprio_dynamics and (self.action_dim < self.proprio_dim
+                                      or self.proprio_dim < POSE_DIMS):
+            raise ValueError('proprio_dynamics needs action_dim >= proprio_dim >= '
+                             f'{POSE_DIMS} (the TCP moves by the commanded displacement)')
         if not (math.isfinite(self.visual_weight) and 0.0 <= self.visual_weight <= 100.0):
             raise ValueError(f'visual_weight must be in [0, 100], got {self.visual_weight}')
         if (self.object_count or self.pose_weight > 0) and self.proprio_dim < POSE_DIMS:

@@ -285,6 +285,37 @@ class RGBDEncoder(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class ProprioDynamics(nn.Module):
+    """One step of the proprioception from itself and the action: ``p [N, P], a [N, A] ->
+    p' [N, P]`` (normalised; ``a`` divided by the action scale). The TCP moves by the commanded
+    displacement plus a learned MLP correction (workspace limits, contacts, a motion that has
+    not finished within the step), which starts at zero."""
+
+    command: torch.Tensor
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        # Scaled action -> normalised TCP displacement, per axis.
+        command = torch.zeros(config.proprio_dim)
+        command[:POSE_DIMS] = (torch.tensor(config.action_scale[:POSE_DIMS])
+                               / torch.tensor(config.proprio_scale[:POSE_DIMS]))
+        self.register_buffer('command', command, persistent=False)
+        hidden = config.proprio_hidden
+        self.mlp = nn.Sequential(
+            nn.Linear(config.proprio_dim + config.action_dim, hidden), nn.SiLU(),
+            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, config.proprio_dim))
+        last = self.mlp[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, proprio: torch.Tensor, scaled_action: torch.Tensor) -> torch.Tensor:
+        p = proprio.shape[-1]
+        commanded = proprio + scaled_action[..., :p] * self.command
+        return commanded + self.mlp(torch.cat([proprio, scaled_action], dim=-1))
+
+
 class Predictor(nn.Module):
     """One latent step: ``z [N, D], a [N, A] -> z' [N, D]`` (residual MLP on the visual and
     proprioceptive parts; :class:`ObjectDynamics` on the object slots)."""
@@ -315,6 +346,7 @@ class Predictor(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.objects = ObjectDynamics(config) if config.object_count else None
+        self.proprio = ProprioDynamics(config) if config.proprio_dynamics else None
 
     def forward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         d = self.config.state_dim
@@ -324,6 +356,10 @@ class Predictor(nn.Module):
         else:
             x = state
         state_next = state + self.mlp(x)
+        if self.proprio is not None:
+            dv = self.config.latent_dim
+            proprio_next = self.proprio(state[:, dv:], action / self.action_scale)  # [N, P]
+            state_next = torch.cat([state_next[:, :dv], proprio_next], dim=-1)
         if self.objects is None:
             return state_next
         dv = self.config.latent_dim

@@ -99,3 +99,31 @@ def test_export_runs_in_onnxruntime_like_eager(tmp_path, geo_model):
         rt.with_geometry(z, slots[:2])
     with pytest.raises(ValueError, match='tcp must be'):
         rt.with_geometry(z, slots, tcp=np.array([np.nan, 0, 0]))
+
+
+def test_arm_dynamics_are_learned_from_episodes_without_the_image(tmp_path, geo_model):
+    import argparse
+
+    from craik_sim import collect
+    from craik_world_model.geometric_model import train_proprio_dynamics
+
+    parser = argparse.ArgumentParser()
+    collect.configure_parser(parser)
+    data = tmp_path / 'episodes'
+    assert collect.run(parser.parse_args(['--task', 'push', '--episodes', '5', '--steps', '10',
+                                          '--out', str(data), '--no-progress',
+                                          '--vary-all'])) == 0
+    report = train_proprio_dynamics(geo_model, [data], steps=300, horizon=4,
+                                    say=lambda _: None)
+    assert geo_model.config.proprio_dynamics and geo_model.predictor.proprio is not None
+    errors = report['tcp_error_after_horizon']
+    assert set(errors) == {'proprio_dynamics', 'inherited_visual_predictor', 'summed_commands',
+                           'shipped'}
+    # Better than a TCP that stays where it is (what the untrained, identity dynamics imagine).
+    p0 = torch.zeros(1, geo_model.config.proprio_dim)
+    a = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    moved = geo_model.predictor.proprio(p0, a) - p0
+    assert float(moved[0, 0]) > 0.0          # +x command, +x motion
+    assert errors['proprio_dynamics']['median_m'] < 0.1
+    with pytest.raises(ValueError, match='at least 5 episodes'):
+        train_proprio_dynamics(geo_model, [data], steps=1, horizon=40, say=lambda _: None)
