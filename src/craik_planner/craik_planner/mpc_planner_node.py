@@ -127,6 +127,9 @@ class _Latest:
     # so the newest colour frame's depth may still be on its way (a pair is taken from here).
     colors: deque[Image] = field(default_factory=lambda: deque(maxlen=4))
     depths: deque[Image] = field(default_factory=lambda: deque(maxlen=4))
+    # Joint states of the last second or so: the arm is masked where it was when the frame was
+    # taken, not where it is now (it moves ~1 cm in the 0.1 s a frame is old).
+    joint_history: deque[JointState] = field(default_factory=lambda: deque(maxlen=256))
     ee: PoseStamped | None = None
     joints: JointState | None = None
     status: ControllerStatus | None = None
@@ -326,6 +329,7 @@ class MpcPlannerNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         with self._lock:
             self._latest.joints = msg
+            self._latest.joint_history.append(msg)
 
     def _on_status(self, msg: ControllerStatus) -> None:
         with self._lock:
@@ -365,8 +369,14 @@ class MpcPlannerNode(Node):
             color, depth, ee, joints = (self._latest.color, self._latest.depth, self._latest.ee,
                                         self._latest.joints)
             pair = _newest_pair(list(self._latest.colors), list(self._latest.depths))
+            history = list(self._latest.joint_history)
         if pair is not None:
             color, depth = pair
+        if color is not None and history:
+            # The joint state closest in time to the frame (the latest one for the gripper
+            # state would do; the arm mask needs the frame's).
+            t = _stamp_s(color)
+            joints = min(history, key=lambda j: abs(_stamp_s(j) - t))
         if color is None:
             return f'no camera frame received yet on {COLOR_TOPIC}'
         if ee is None:
@@ -394,7 +404,7 @@ class MpcPlannerNode(Node):
             if widths:
                 gripper = float(np.clip(1.0 - sum(widths) / GRIPPER_MAX_WIDTH_M, 0.0, 1.0))
             if all(n in named for n in ARM_JOINT_NAMES) and \
-                    now - _stamp_s(joints) <= max_age:
+                    abs(_stamp_s(joints) - _stamp_s(color)) <= max_age:
                 q = np.array([named[n] for n in ARM_JOINT_NAMES], dtype=np.float64)
         p = ee.pose.position
         return Observation(rgb=rgb, depth_m=depth_m, ee_position=np.array([p.x, p.y, p.z]),
