@@ -71,7 +71,7 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'max_iterations': (4, 'planner iterations per step (anytime: fewer if the budget ends)',
                        (1, 100)),
     'num_elites': (32, 'CEM elites', (1, 65535)),
-    'planning_budget': (0.2, 'planning time per step, s', (0.01, 10.0)),
+    'planning_budget': (0.25, 'planning time per step, s', (0.01, 10.0)),
     'step_period': (0.5, 'time between executed actions, s (craik_sim STEP_DURATION_S)',
                     (0.05, 10.0)),
     'energy_tolerance': (0.0415, 'world model: goal reached when the energy of the current '
