@@ -180,8 +180,9 @@ def check_gsplat() -> CheckResult:
     if version == '?':
         return CheckResult('gsplat', False, 'not installed', required=False)
     if not torch.cuda.is_available():
-        return CheckResult('gsplat', True, f'{version}; rasterizer needs CUDA: mapping uses the '
-                           'CPU renderer here', required=False)
+        # No mapping node exists yet (issue: Gaussian-splat mapping); say only what is here.
+        return CheckResult('gsplat', True, f'{version} installed; its rasterizer needs CUDA, '
+                           'which this machine lacks', required=False)
     return CheckResult('gsplat', True, f'{version}, CUDA rasterizer available', required=False)
 
 
@@ -246,9 +247,11 @@ def check_pinocchio() -> CheckResult:
 
 
 def check_realsense() -> CheckResult:
-    import pyrealsense2 as rs
+    # Through craik_perception's loader: pyrealsense2 loaded before ROS 2's Fast DDS corrupts
+    # the process (craik_perception.librealsense), and doctor also talks DDS.
+    from craik_perception.librealsense import new_context, rs
 
-    devices = rs.context().query_devices()
+    devices = new_context().query_devices()
     names = [f'{d.get_info(rs.camera_info.name)} #{d.get_info(rs.camera_info.serial_number)}'
              for d in devices]
     cameras = ', '.join(names) if names else 'no camera connected'

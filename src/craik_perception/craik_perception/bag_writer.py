@@ -34,9 +34,9 @@ import time
 from typing import Any
 
 import numpy as np
-import pyrealsense2 as rs
 
 from craik_perception.image_conversion import DEPTH_UNITS_MM, Intrinsics
+from craik_perception.librealsense import rs
 
 RECORDING_SUFFIX = '.db3'
 BOX_RGB = (220, 30, 30)

@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pyrealsense2 as rs
 
 from craik_perception.image_conversion import (
     Intrinsics,
@@ -27,6 +26,7 @@ from craik_perception.image_conversion import (
     camera_info_from_intrinsics,
     depth_to_millimetres,
 )
+from craik_perception.librealsense import new_context, rs
 from craik_perception.profiles import (
     COLOR_FORMATS,
     DEPTH_FORMATS,
@@ -226,7 +226,7 @@ def describe_device(device: Any, recording: str = '') -> DeviceDescription:
 
 def list_cameras(context: Any | None = None) -> list[DeviceDescription]:
     """The RealSense cameras connected to this machine."""
-    ctx = context if context is not None else rs.context()
+    ctx = context if context is not None else new_context()
     return [describe_device(d) for d in ctx.query_devices()]
 
 
@@ -240,7 +240,7 @@ class RealSenseSource:
     def __init__(self, config: RealSenseConfig,
                  context_factory: Callable[[], Any] | None = None) -> None:
         self.config = config
-        self._context_factory = context_factory or rs.context
+        self._context_factory = context_factory or new_context
         self._pipeline: Any = None
         self._playback: Any = None
         self._filters: list[Any] = []

@@ -27,7 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -331,23 +331,39 @@ class RealSenseNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console script ``realsense``."""
+    """Console script ``realsense``.
+
+    Exits 0 when stopped by SIGINT or SIGTERM (also while it is still starting), 2 on an invalid
+    parameter.
+    """
     dds_note = apply_large_data_profile(os.environ)
     rclpy.init(args=args)
+    # From here on rclpy's handlers turn SIGINT and SIGTERM into a shutdown of the context; rclpy
+    # calls made after it fail because the context is gone, so an error raised once the context
+    # is shut down is that requested stop, not a crash.
     node = None
+    executor = None
     try:
+        # Before the node, so that a signal while it is being built is seen by spin() at once.
+        executor = SingleThreadedExecutor()
         node = RealSenseNode()
         node.get_logger().info(dds_note)
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()     # until the context is shut down
     except (ValueError, ParameterException) as err:
         # ParameterException: a value of the wrong type or outside the declared range.
         print(f'realsense: invalid parameter: {err}', file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
     finally:
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
-            node.destroy_node()
+            node.destroy_node()     # stops the capture thread, which releases the camera
         rclpy.try_shutdown()
 
 

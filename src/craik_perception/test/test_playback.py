@@ -287,7 +287,7 @@ class _FakeDevice:
         return True
 
     def get_info(self, field):
-        import pyrealsense2 as rs
+        from craik_perception.librealsense import rs
         return {rs.camera_info.name: 'Intel RealSense D435',
                 rs.camera_info.serial_number: self.serial}.get(field, '?')
 

@@ -53,9 +53,9 @@ class NodeProcess:
         for line in self.proc.stdout:
             self.output.append(line)
 
-    def stop(self) -> int:
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -241,6 +241,18 @@ def test_recording_is_published_like_the_driver(box_recording, listener, run_nod
 
     assert node.stop() == 0, node.log()
     assert 'Traceback' not in node.log() and 'failed' not in node.log(), node.log()
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_a_streaming_node_exits_0_when_stopped_by_a_signal(box_recording, listener, run_node,
+                                                          sig):
+    # A launcher stops nodes with SIGINT, then SIGTERM; any other status reads as a crash.
+    node = run_node(rosbag_filename=box_recording.path, rosbag_loop=True,
+                    **{'depth_module.depth_profile': '424,240,30'})
+    # Stopped while streaming: capture thread, pipeline, playback and publishers all running.
+    assert listener.wait_for(lambda lst: lst.get('color'), 30.0), node.log()
+    assert node.stop(sig) == 0, node.log()
+    assert 'Traceback' not in node.log(), node.log()
 
 
 def test_missing_recording_is_an_error_not_a_crash(tmp_path, listener, run_node):

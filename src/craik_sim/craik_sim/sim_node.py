@@ -241,23 +241,43 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    """Console script ``sim``.
+
+    Returns 0 when stopped by SIGINT or SIGTERM, also while it is still starting, and 1 when the
+    simulation fails.
+    """
     rclpy.init(args=args)
-    node = SimNode()
+    # From here on rclpy's handlers turn SIGINT and SIGTERM into a shutdown of the context, with
+    # no KeyboardInterrupt: configure() (seconds of scene building) runs to its end, and rclpy
+    # calls made after the signal fail because the context is gone. An error raised once the
+    # context is shut down is therefore that requested stop, not a failure.
+    node: SimNode | None = None
+    executor: rclpy.executors.SingleThreadedExecutor | None = None
     try:
+        # Before configure(), so that a signal during it is seen by spin() at once.
+        executor = rclpy.executors.SingleThreadedExecutor()
+        node = SimNode()
+        executor.add_node(node)
         node.configure()
-        rclpy.spin(node)
+        executor.spin()  # until the context is shut down
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as err:  # noqa: BLE001 (reported, then a clean shutdown)
-        # The type and traceback: some failures (franky-sim, MuJoCo) carry an empty message.
-        node.get_logger().error(f'sim failed: {type(err).__name__}: {err}\n'
-                                f'{traceback.format_exc()}')
-        return 1
-    finally:
-        node.shutdown()
-        node.destroy_node()
         if rclpy.ok():
-            rclpy.shutdown()
+            # The type and traceback: some failures (franky-sim, MuJoCo) carry an empty message.
+            message = f'sim failed: {type(err).__name__}: {err}\n{traceback.format_exc()}'
+            if node is not None:
+                node.get_logger().error(message)
+            else:
+                print(message, file=sys.stderr)
+            return 1
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.shutdown()  # stops the camera and physics threads and releases the sockets
+            node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 
