@@ -21,7 +21,7 @@ from craik_interfaces.action import ReachGoal
 
 pytestmark = pytest.mark.slow
 Result = ReachGoal.Result
-MODEL_DIR = workspace_root() / 'models' / 'craik_wm_cpu'
+MODEL_DIR = workspace_root() / 'models' / 'craik_wm_geo'
 
 
 @pytest.fixture(scope='module')
@@ -72,6 +72,14 @@ def test_short_reach_episode_gets_closer_to_the_goal(lab, backend):
     assert all(np.all(np.abs(f.commanded_action[:3]) <= 0.05 + 1e-6) for f in run.feedback)
     assert _goal_distance(client) < start - 0.005, \
         f'end effector did not get closer: {start:.3f} m -> {_goal_distance(client):.3f} m'
+    if backend == 'world_model':
+        # This model reads the goal's objects and TCP from its depth: an RGB-only goal is
+        # refused with the reason, and the arm is not moved.
+        before = _ee(client)
+        rgb_only = client.reach_goal(ReachGoal.Goal(goal_image=reset.goal_image, max_steps=5))
+        assert rgb_only.result.status == Result.STATUS_REJECTED_INPUT
+        assert 'goal_depth' in rgb_only.result.message
+        assert np.linalg.norm(_ee(client) - before) < 0.002
 
 
 def test_malformed_goal_is_rejected_with_its_reason(lab):

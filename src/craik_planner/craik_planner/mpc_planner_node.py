@@ -199,6 +199,7 @@ class MpcPlannerNode(Node):
         self._lock = threading.Lock()
         self._backend: WorldModelBackend | OracleBackend | None = None
         self._camera: Any = None  # object_state.CameraModel (geometric world models)
+        self._camera_pose_stamp: float | None = None  # of the last /calibration/camera_pose
         # One thread owns the model: every encode / plan / decode runs on it.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix='world_model')
         self._active: ServerGoalHandle | None = None
@@ -300,6 +301,26 @@ class MpcPlannerNode(Node):
         if isinstance(backend, WorldModelBackend):
             self._camera = replace(self._camera, world_from_camera=pose)
             self._model_thread.submit(backend.set_camera, self._camera)
+            with self._lock:
+                self._camera_pose_stamp = _stamp_s(msg)
+
+    def _await_camera_pose(self, goal_stamp: float) -> None:
+        """Where a camera pose topic is in use, wait (up to observation_wait) for a pose at
+        least as new as the goal image: a goal rendered just after the camera moved (the sim's
+        reset publishes the new pose right before it returns the goal) must be read through
+        that pose, not the previous one. A camera that never publishes (the lab robot's
+        calibration file) is not waited for."""
+        if goal_stamp <= 0.0:
+            return
+        deadline = time.monotonic() + self.p('observation_wait')
+        while time.monotonic() < deadline:
+            with self._lock:
+                stamp = self._camera_pose_stamp
+            if stamp is None or stamp >= goal_stamp - 1e-6:
+                return
+            time.sleep(0.01)
+        self.get_logger().warning('no camera pose as new as the goal image arrived within '
+                                  'observation_wait; planning with the last one')
 
     def shutdown(self) -> None:
         self._model_thread.shutdown(wait=True, cancel_futures=True)
@@ -532,6 +553,7 @@ class MpcPlannerNode(Node):
         backend = self._backend
         tolerance, max_steps, timeout = self._limits(goal)
         rgb, depth = decode_goal(goal)
+        self._await_camera_pose(_stamp_s(goal.goal_image))
         now = self._observation()
         gripper = now.gripper if isinstance(now, Observation) else 0.0
         try:

@@ -199,8 +199,9 @@ class SimNode(Node):
         msg.distance, msg.success = frame.distance_m, frame.success
         self._gt_pub.publish(msg)
 
-    def _publish_camera_pose(self, camera: CameraCalibration, stamp: Time) -> None:
-        if camera == self._published_camera:
+    def _publish_camera_pose(self, camera: CameraCalibration, stamp: Time,
+                             always: bool = False) -> None:
+        if camera == self._published_camera and not always:
             return
         pose = PoseStamped(header=Header(stamp=stamp, frame_id=camera.parent_frame))
         pose.pose = _pose(np.asarray(camera.translation), np.asarray(camera.rotation_xyzw))
@@ -227,7 +228,8 @@ class SimNode(Node):
             return response
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=goal.camera.child_frame)
         # Before the reply, so a goal sent on it is planned with the episode's camera pose.
-        self._publish_camera_pose(goal.camera, header.stamp)
+        # Every reset, moved or not: a planner waits for a pose as new as the goal image.
+        self._publish_camera_pose(goal.camera, header.stamp, always=True)
         response.success = True
         response.message = f'episode {goal.spec.task}/{goal.spec.seed}'
         response.goal_image = image_msg(goal.rgb, 'rgb8', header)

@@ -127,3 +127,40 @@ def test_topics_reset_and_franky_motion(graph):
     for u, v in ((u0, v0), (u1, v1)):
         patch = np.s_[max(int(v) - 30, 0):int(v) + 30, max(int(u) - 30, 0):int(u) + 30]
         assert np.abs(after[patch] - before[patch]).mean() > 5
+
+
+def test_the_camera_pose_is_latched_and_follows_the_episode(graph):
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from craik_sim.calibration import default_calibration_path, load_calibration
+    from craik_sim.scene import SceneConfig, VariationConfig
+    from craik_sim.sim_node import CAMERA_POSE_TOPIC
+    from craik_sim.tasks import sample_episode
+
+    node, client, _ = graph
+    calibration = load_calibration(default_calibration_path())
+    response = _call(client, task='reach', seed=77, vary_camera_pose=True)
+    assert response.success, response.message
+    expected = sample_episode('reach', 77, SceneConfig(), calibration,
+                              VariationConfig(camera_jitter=True)).appearance.camera
+    # A subscriber that comes late still gets the pose (transient local), and it is the
+    # episode's moved camera, published before the reset returned.
+    late = rclpy.create_node('late_pose_probe')
+    poses = []
+    late.create_subscription(PoseStamped, CAMERA_POSE_TOPIC, poses.append,
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    try:
+        end = time.monotonic() + 10.0
+        while not poses and time.monotonic() < end:
+            rclpy.spin_once(late, timeout_sec=0.1)
+        assert poses, 'no latched camera pose'
+        p = poses[-1].pose
+        assert poses[-1].header.frame_id == 'fr3_link0'
+        assert [p.position.x, p.position.y, p.position.z] == pytest.approx(
+            list(expected.translation), abs=1e-6)
+        assert np.linalg.norm(np.array(expected.translation)
+                              - np.array(calibration.translation)) > 1e-3
+    finally:
+        late.destroy_node()

@@ -123,11 +123,6 @@ class ObjectSet:
     def empty() -> ObjectSet:
         return ObjectSet(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3)))
 
-    def take(self, index: npt.NDArray[np.int64] | list[int]) -> ObjectSet:
-        i = np.asarray(index, dtype=np.int64)
-        return ObjectSet(self.positions[i], self.extents[i], self.heights[i], self.colours[i],
-                         self.points[i] if len(self.points) else self.points)
-
 
 @dataclass(frozen=True)
 class GoalScene:
@@ -529,8 +524,8 @@ class ObjectStateEstimator:
 
     ``goal(rgb, depth)`` returns the goal's slot rows and TCP; ``observation(...)`` the slots of
     a frame with known joint positions, matched to the last goal's slots. Rows are
-    ``[K, 2 + SLOT_FEATURES]``; :meth:`latent_rows` gives the ``[K, 3]`` (x, y, presence) part
-    the world model's latent holds.
+    ``[K, 2 + SLOT_FEATURES]``; their first three columns (x, y, presence) are what the world
+    model's latent holds (``WorldModelRuntime.with_geometry``).
     """
 
     def __init__(self, camera: CameraModel, config: ObjectStateConfig | None = None,
@@ -568,8 +563,3 @@ class ObjectStateEstimator:
             return goal_slot_rows(objects, self.config.max_objects)
         return slot_rows(objects, match_to_reference(objects, self.goal_rows),
                          self.config.max_objects)
-
-    @staticmethod
-    def latent_rows(rows: FloatArray) -> FloatArray:
-        """``[K, 3]``: x, y, presence of slot rows."""
-        return np.asarray(rows)[:, :3]

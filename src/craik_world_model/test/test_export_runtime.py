@@ -298,3 +298,28 @@ def test_weighted_export_matches_eager(tmp_path, exported, weights):
         # The observation keeps its measured pose; only the goal's comes from the image.
         dv = model.config.latent_dim
         assert not np.allclose(z0[dv:dv + 3], goal[dv:dv + 3])
+
+
+def test_shipped_geometric_model_verifies_and_backends_agree():
+    shipped = SHIPPED.parent / 'craik_wm_geo'
+    onnx_rt = load_runtime(shipped, 'onnxruntime', threads=1)
+    torch_rt = load_runtime(shipped, 'torch')
+    c = onnx_rt.config
+    # The planner's energy, stop tolerance and object-state path assume these settings.
+    assert c.object_source == 'geometry' and c.object_count == 6 and c.presence_dims == 6
+    assert c.visual_weight == 0.0 and c.proprio_dynamics and c.pose_weight == 1.0
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    depth = rng.integers(400, 2000, (480, 640), dtype=np.uint16)
+    slots = np.zeros((6, 3))
+    slots[:3] = [[0.5, 0.1, 1.0], [0.6, -0.1, 1.0], [0.45, -0.2, 1.0]]
+    z0 = onnx_rt.with_geometry(onnx_rt.encode(rgb, depth, np.array([0.45, 0.0, 0.3, 1.0])),
+                               slots)
+    goal_slots = slots.copy()
+    goal_slots[0, :2] += [0.08, 0.02]
+    goal = onnx_rt.with_geometry(onnx_rt.encode(rgb[:, ::-1].copy(), depth), goal_slots,
+                                 tcp=np.array([0.55, 0.1, 0.03]))
+    actions = rng.uniform(-0.05, 0.05, (32, 8, 4)).astype(np.float32)
+    actions[..., 3] = 1.0
+    np.testing.assert_allclose(onnx_rt.rollout_energy(z0, goal, actions),
+                               torch_rt.rollout_energy(z0, goal, actions), atol=ATOL)
