@@ -7,10 +7,15 @@ share a domain, and discovery limited to localhost.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 import fcntl
 import os
 from pathlib import Path
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 from typing import IO
 
 import pytest
@@ -59,6 +64,72 @@ def fresh_ros_domain() -> int:
     in it need ROS_DOMAIN_ID set to it explicitly.
     """
     return _reserve_ros_domain()
+
+
+class NodeProcess:
+    """``python -m MODULE --ros-args -p name:=value ...`` in a subprocess, its output collected
+    (a node as a launcher runs it: its own process, stopped by a signal)."""
+
+    def __init__(self, module: str, stop_timeout_s: float = 15.0, **params: object) -> None:
+        args: list[str] = []
+        for name, value in params.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            args += ['-p', f'{name}:={text}']
+        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', module, '--ros-args', *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.stop_timeout_s = stop_timeout_s
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
+        """Send ``sig``; the exit status (the process is killed if it ignores the signal)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return ''.join(self.output)
+
+
+def _started_node_processes() -> Iterator[Callable[..., NodeProcess]]:
+    started: list[NodeProcess] = []
+
+    def start(module: str, stop_timeout_s: float = 15.0, **params: object) -> NodeProcess:
+        process = NodeProcess(module, stop_timeout_s, **params)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def node_process() -> Iterator[Callable[..., NodeProcess]]:
+    """Start node processes (``node_process(module, **params)``); any still running at the
+    end of the test is stopped like a launcher does (SIGINT, killed if it does not exit; a
+    SIGKILL would leave its DDS shared memory behind for later tests)."""
+    yield from _started_node_processes()
+
+
+@pytest.fixture(scope='module')
+def module_node_process() -> Iterator[Callable[..., NodeProcess]]:
+    """``node_process`` for module-scoped fixtures: the processes live until the module ends."""
+    yield from _started_node_processes()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -23,13 +23,13 @@ import json
 import os
 from pathlib import Path
 import platform
-import subprocess
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
+from craik_bringup.graph import git_commit
 from craik_sim.exploration import ExplorationConfig, ExplorationPolicy
 from craik_sim.fast_env import FastEnv, FastEnvConfig
 from craik_sim.variation import parse_variations
@@ -66,9 +66,7 @@ def measure(env: FastEnv, variation: Any, seeds: list[int], steps: int) -> dict[
         policy = ExplorationPolicy(np.random.default_rng([seed, 11]), ExplorationConfig())
         for _ in range(steps):
             obs, _ = env.step(policy.act(env.ground_truth()))
-        k = env.camera.intrinsics
-        estimator = ObjectStateEstimator(CameraModel(k.matrix, k.width, k.height,
-                                                     env.camera.parent_from_camera))
+        estimator = ObjectStateEstimator(CameraModel.from_calibration(env.camera))
         t0 = time.perf_counter()
         points, colours = backproject(obs.depth_m, env.observation_camera.intrinsics.matrix,
                                       env.camera.parent_from_camera, obs.rgb,
@@ -91,9 +89,8 @@ def measure(env: FastEnv, variation: Any, seeds: list[int], steps: int) -> dict[
         goal_errors.append(float(np.min(np.linalg.norm(present - goal_cube, axis=1)))
                            if len(present) else 1.0)
         env.reset('reach', seed, variation)
-        k = env.camera.intrinsics           # the reach episode's own (moved) camera
-        estimator.camera = CameraModel(k.matrix, k.width, k.height,
-                                       env.camera.parent_from_camera)
+        # The reach episode's own (moved) camera.
+        estimator.camera = CameraModel.from_calibration(env.camera)
         _, tcp = estimator.goal(env.goal_rgb, env.goal_depth_m, 0.08)
         tcp_errors.append(float(np.linalg.norm(tcp - env.spec.goal_tcp_pos))
                           if tcp is not None else 1.0)
@@ -110,14 +107,9 @@ def main() -> int:
     parser.add_argument('--variations', default=VARIATIONS)
     args = parser.parse_args()
     seeds = list(range(args.seed_base, args.seed_base + args.episodes))
-    try:
-        commit = subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'], check=True,
-                                capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
     report: dict[str, Any] = {
         'benchmark': 'object_state', 'command': ' '.join(['python', *sys.argv]),
-        'git_commit': commit, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'git_commit': git_commit(ROOT), 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         'machine': f'{platform.machine()} {os.cpu_count()} cores', 'seeds': [seeds[0], seeds[-1]],
         'exploration_steps': args.steps, 'image': [640, 480], 'variations': {}}
     with FastEnv(FastEnvConfig(image_width=640, image_height=480)) as env:

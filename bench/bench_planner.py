@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from craik_bringup.graph import git_commit
 from craik_planner.action_space import ActionBounds
 from craik_planner.backends import WorldModelBackend
 from craik_planner.mpc import MpcConfig, MpcEpisode, Observation
@@ -84,8 +85,7 @@ def _sim_observations(count: int, seed: int) -> tuple[list[Observation], Any, An
     with FastEnv(FastEnvConfig(image_width=640, image_height=480)) as env:
         obs = env.reset('push', seed, variation)
         goal = (env.goal_rgb, env.goal_depth_m)
-        k = env.camera.intrinsics
-        camera = CameraModel(k.matrix, k.width, k.height, env.camera.parent_from_camera)
+        camera = CameraModel.from_calibration(env.camera)
         for i in range(count):
             out.append(Observation(obs.rgb, obs.depth_m, obs.ee_pos,
                                    float(gripper_from_width(obs.gripper_width_m)), float(i),
@@ -143,15 +143,6 @@ def bench_steps(runtime: WorldModelRuntime, method: str, args: argparse.Namespac
             'rollout_calls_per_step': float(calls_per_step), 'timed_steps': len(times)}
 
 
-def _git_commit() -> str | None:
-    import subprocess
-    try:
-        return subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'], check=True,
-                              capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default=str(ROOT / 'models' / 'craik_wm_geo'),
@@ -177,7 +168,7 @@ def main() -> int:
         'machine': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
         'load_average_1min_before': os.getloadavg()[0], 'runtimes': {},
         'command': ' '.join(['python', *sys.argv]), 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-        'git_commit': _git_commit()}
+        'git_commit': git_commit(ROOT)}
     runtimes: list[tuple[str, Callable[[], WorldModelRuntime]]] = [
         ('torch_eager', lambda: load_runtime(model_dir, 'torch')),
         ('onnxruntime', lambda: load_runtime(model_dir, 'onnxruntime', threads=args.threads)),

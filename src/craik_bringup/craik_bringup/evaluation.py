@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from craik_bringup.graph import Graph, GraphError, NodeSpec, sim_graph, workspace_root
+from craik_bringup.graph import (
+    Graph,
+    GraphError,
+    NodeSpec,
+    git_commit,
+    sim_graph,
+    workspace_root,
+)
 from craik_sim.variation import (
     add_variation_arguments,
     parse_variations,
@@ -186,22 +193,17 @@ def reset_request(variation: Any) -> dict[str, Any]:
 def provenance(model_dir: Path) -> dict[str, Any]:
     """What a report was measured with: git commit, model hash, machine, date, command."""
     import platform
-    import subprocess
+
+    from craik_world_model.checkpoint import sha256_file
 
     info: dict[str, Any] = {'command': ' '.join(['craik', *sys.argv[1:]]),
                             'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
                             'machine': f'{platform.node()} {platform.machine()} '
-                                       f'{os.cpu_count()} cores'}
-    try:
-        info['git_commit'] = subprocess.run(
-            ['git', '-C', str(workspace_root()), 'rev-parse', 'HEAD'], capture_output=True,
-            text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        info['git_commit'] = None
+                                       f'{os.cpu_count()} cores',
+                            'git_commit': git_commit()}
     weights = model_dir / 'model.safetensors'
     if weights.is_file():
-        import hashlib
-        info['model_sha256'] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        info['model_sha256'] = sha256_file(weights)
     return info
 
 

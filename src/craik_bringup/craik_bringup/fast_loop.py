@@ -150,24 +150,17 @@ def planner_config(args: argparse.Namespace) -> Any:
                          max_iterations=args.iterations, num_elites=args.elites)
 
 
-def camera_model(calibration: Any) -> Any:
-    """The ``object_state.CameraModel`` of a craik_sim CameraCalibration."""
-    from craik_world_model.object_state import CameraModel
-
-    k = calibration.intrinsics
-    return CameraModel(k.matrix, k.width, k.height, calibration.parent_from_camera)
-
-
 def run_episode(env: Any, backend: Any, seed: int, planner: Any, args: argparse.Namespace
                 ) -> EpisodeTrace:
     """One closed-loop episode without early stop (``planner``: a PlannerConfig)."""
     from craik_planner.mpc import MpcConfig, MpcEpisode, Observation
+    from craik_world_model.object_state import CameraModel
     from craik_world_model.observation import gripper_from_width
 
     obs = env.reset(args.task, seed, variation_config(args))
     if hasattr(backend, 'set_camera'):
         # The episode's camera (moved when that variation is on), as its calibration says.
-        backend.set_camera(camera_model(env.camera))
+        backend.set_camera(CameraModel.from_calibration(env.camera))
     gripper = float(gripper_from_width(obs.gripper_width_m))
     goal = backend.encode_goal(env.goal_rgb, env.goal_depth_m, gripper=gripper)
     episode = MpcEpisode(backend, goal, MpcConfig(planner=planner, energy_tolerance=1e-12,

@@ -24,6 +24,16 @@ def workspace_root() -> Path:
     return Path(os.environ.get('CRAIK_ROOT', Path.cwd()))
 
 
+def git_commit(root: Path | None = None) -> str | None:
+    """The commit checked out at ``root`` (default: the workspace), None outside a git checkout;
+    reports and benchmark JSON record it."""
+    try:
+        return subprocess.run(['git', '-C', str(root or workspace_root()), 'rev-parse', 'HEAD'],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def executable(package: str, name: str) -> Path:
     """Path of a node executable installed by colcon (what `ros2 run` would start)."""
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix

@@ -6,10 +6,7 @@ timestamps, rates, alignment, diagnostics, and the node's behaviour on bad input
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -30,42 +27,6 @@ TOPICS = {
     'depth': ('/camera/camera/aligned_depth_to_color/image_raw', Image),
     'depth_info': ('/camera/camera/aligned_depth_to_color/camera_info', CameraInfo),
 }
-
-
-class NodeProcess:
-    """``python -m craik_perception.realsense_node`` with parameters, in a subprocess."""
-
-    def __init__(self, **params: object) -> None:
-        args = []
-        for name, value in params.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ['-p', f'{name}:={text}']
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'craik_perception.realsense_node', '--ros-args', *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return ''.join(self.output)
 
 
 class Listener:
@@ -128,17 +89,11 @@ def listener():
 
 
 @pytest.fixture
-def run_node():
-    started: list[NodeProcess] = []
-
+def run_node(node_process):
     def start(**params):
-        node = NodeProcess(**params)
-        started.append(node)
-        return node
+        return node_process('craik_perception.realsense_node', **params)
 
-    yield start
-    for node in started:
-        node.stop()
+    return start
 
 
 def _status_with(listen: Listener, level: bytes, text: str, timeout_s: float = 20.0):

@@ -121,8 +121,6 @@ class GoalRejectedError(ValueError):
 class _Latest:
     """Most recent sensor messages, copied out of the callbacks under a lock."""
 
-    color: Image | None = None
-    depth: Image | None = None
     # The last few frames of each stream: colour and aligned depth arrive as separate messages,
     # so the newest colour frame's depth may still be on its way (a pair is taken from here).
     colors: deque[Image] = field(default_factory=lambda: deque(maxlen=4))
@@ -131,7 +129,6 @@ class _Latest:
     # taken, not where it is now (it moves ~1 cm in the 0.1 s a frame is old).
     joint_history: deque[JointState] = field(default_factory=lambda: deque(maxlen=256))
     ee: PoseStamped | None = None
-    joints: JointState | None = None
     status: ControllerStatus | None = None
     ground_truth: GroundTruth | None = None
 
@@ -266,8 +263,7 @@ class MpcPlannerNode(Node):
 
         path = self.p('camera_calibration') or str(default_calibration_path())
         calibration = load_calibration(path)
-        k = calibration.intrinsics
-        self._camera = CameraModel(k.matrix, k.width, k.height, calibration.parent_from_camera)
+        self._camera = CameraModel.from_calibration(calibration)
         self._model_thread.submit(backend.set_camera, self._camera).result()
         self.get_logger().info(f'camera calibration {path}: camera at '
                                f'{np.round(calibration.translation, 3).tolist()} m')
@@ -335,12 +331,10 @@ class MpcPlannerNode(Node):
 
     def _on_color(self, msg: Image) -> None:
         with self._lock:
-            self._latest.color = msg
             self._latest.colors.append(msg)
 
     def _on_depth(self, msg: Image) -> None:
         with self._lock:
-            self._latest.depth = msg
             self._latest.depths.append(msg)
 
     def _on_ee(self, msg: PoseStamped) -> None:
@@ -349,7 +343,6 @@ class MpcPlannerNode(Node):
 
     def _on_joints(self, msg: JointState) -> None:
         with self._lock:
-            self._latest.joints = msg
             self._latest.joint_history.append(msg)
 
     def _on_status(self, msg: ControllerStatus) -> None:
@@ -387,19 +380,16 @@ class MpcPlannerNode(Node):
     def _observation(self) -> Observation | str:
         """The latest synchronised observation, or the reason there is none."""
         with self._lock:
-            color, depth, ee, joints = (self._latest.color, self._latest.depth, self._latest.ee,
-                                        self._latest.joints)
-            pair = _newest_pair(list(self._latest.colors), list(self._latest.depths))
-            history = list(self._latest.joint_history)
-        if pair is not None:
-            color, depth = pair
-        if color is not None and history:
-            # The joint state closest in time to the frame (the latest one for the gripper
-            # state would do; the arm mask needs the frame's).
-            t = _stamp_s(color)
-            joints = min(history, key=lambda j: abs(_stamp_s(j) - t))
+            colors, depths = list(self._latest.colors), list(self._latest.depths)
+            history, ee = list(self._latest.joint_history), self._latest.ee
+        # The newest colour frame with its depth; else the newest colour frame alone.
+        color, depth = _newest_pair(colors, depths) or (colors[-1] if colors else None,
+                                                        depths[-1] if depths else None)
         if color is None:
             return f'no camera frame received yet on {COLOR_TOPIC}'
+        # The joint state closest in time to the frame (the latest one for the gripper state
+        # would do; the arm mask needs the frame's).
+        joints = min(history, key=lambda j: abs(_stamp_s(j) - _stamp_s(color)), default=None)
         if ee is None:
             return 'no end-effector pose received yet on /franka/ee_pose'
         now = self._now_s()

@@ -5,11 +5,7 @@ A launcher stops its nodes with SIGINT and then SIGTERM, and reads any other exi
 address (127.0.0.1) of a simulation or robot that other processes on the machine use.
 """
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
@@ -26,40 +22,6 @@ SIGNALS = pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM],
                                   ids=['SIGINT', 'SIGTERM'])
 
 
-class SimProcess:
-    """``python -m craik_sim.sim_node`` in a subprocess, its output collected."""
-
-    def __init__(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'craik_sim.sim_node', '--ros-args',
-             '-p', f'hostname:={HOSTNAME}', '-p', 'rate_hz:=5.0'],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def stop(self, sig: signal.Signals) -> int:
-        """Send ``sig``; the exit status (the process is killed if it ignores the signal)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return ''.join(self.output)
-
-
 @pytest.fixture
 def probe():
     rclpy.init()
@@ -70,10 +32,9 @@ def probe():
 
 
 @pytest.fixture
-def sim():
-    process = SimProcess()
-    yield process
-    process.stop(signal.SIGKILL)
+def sim(node_process):
+    return node_process('craik_sim.sim_node', stop_timeout_s=60.0, hostname=HOSTNAME,
+                        rate_hz=5.0)
 
 
 def _wait(probe, predicate, timeout_s: float) -> bool:

@@ -1,5 +1,6 @@
 """franky on the simulated FR3: motion in the camera, resets, and the fast-env mismatch."""
 
+from collections import deque
 import threading
 
 import numpy as np
@@ -16,7 +17,7 @@ franky = pytest.importorskip('franky')
 
 @pytest.fixture(scope='module')
 def runtime():
-    frames = []
+    frames = deque(maxlen=20)  # a couple of seconds; the module's would be ~1 GB
     rt = SimRuntime(SimConfig(rate_hz=10.0), on_frame=frames.append)
     rt.start()
     rt.frames = frames

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from craik_world_model.checkpoint import load_model, sha256_file
-from craik_world_model.config import ModelConfig, override
+from craik_world_model.config import override
+from craik_world_model.data import EpisodeArrays
 from craik_world_model.model import WorldModel
 
 
@@ -52,40 +53,29 @@ def geometric_model(model: WorldModel, slots: int, **energy: float) -> WorldMode
     return out.eval()
 
 
-def _episode_windows(dirs: list[Path], config: ModelConfig, horizon: int
-                     ) -> tuple[list[dict[str, np.ndarray]], int]:
-    """Per episode: normalised proprioception ``[T+1, P]``, actions ``[T, A]``, frames."""
-    from craik_sim.episodes import EpisodeDataset
-    from craik_world_model.observation import gripper_from_width
+def _episodes(dirs: list[Path], horizon: int) -> tuple[list[EpisodeArrays], int]:
+    """The episodes of ``dirs`` with at least ``horizon`` steps (checksums verified; an
+    unreadable one is an error) and their number of steps."""
+    from craik_world_model.episode_io import ChunkError, iter_episodes
 
-    out: list[dict[str, np.ndarray]] = []
-    offset = np.asarray(config.proprio_offset, dtype=np.float32)
-    scale = np.asarray(config.proprio_scale, dtype=np.float32)
-    for directory in dirs:
-        dataset = EpisodeDataset(directory)
-        for i in range(len(dataset)):
-            ep = dataset.load(i)
-            if ep.num_steps < horizon:
-                continue
-            grip = gripper_from_width(ep['gripper_width'])[:, None]
-            proprio = np.concatenate([ep['ee_pos'], grip], axis=1).astype(np.float32)
-            out.append({'proprio': (proprio - offset) / scale,
-                        'tcp': ep['ee_pos'].astype(np.float64),
-                        'actions': ep['actions'].astype(np.float32),
-                        'rgb': ep['rgb'], 'depth': ep['depth']})
-    return out, sum(len(e['actions']) for e in out)
+    def fail(error: ChunkError) -> None:
+        raise ValueError(f'{error.path}: {error.message}')
+
+    out = [e for d in dirs for e in iter_episodes(Path(d), fail)
+           if len(e.actions) >= horizon]
+    return out, sum(len(e.actions) for e in out)
 
 
-def _windows(episodes: list[dict[str, np.ndarray]], horizon: int
+def _windows(episodes: list[EpisodeArrays], horizon: int
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
-    """All ``horizon``-step windows: start proprio ``[W, P]``, actions ``[W, H, A]``, targets
-    ``[W, H, P]`` and (episode, start) of each."""
+    """All ``horizon``-step windows: start proprioception ``[W, P]``, actions ``[W, H, A]``,
+    target proprioception ``[W, H, P]`` (SI units) and (episode, start) of each."""
     starts, acts, targets, where = [], [], [], []
     for e_i, ep in enumerate(episodes):
-        for t in range(len(ep['actions']) - horizon + 1):
-            starts.append(ep['proprio'][t])
-            acts.append(ep['actions'][t:t + horizon])
-            targets.append(ep['proprio'][t + 1:t + horizon + 1])
+        for t in range(len(ep.actions) - horizon + 1):
+            starts.append(ep.proprio[t])
+            acts.append(ep.actions[t:t + horizon])
+            targets.append(ep.proprio[t + 1:t + horizon + 1])
             where.append((e_i, t))
     return (torch.from_numpy(np.stack(starts)), torch.from_numpy(np.stack(acts)),
             torch.from_numpy(np.stack(targets)), where)
@@ -101,13 +91,15 @@ def train_proprio_dynamics(model: WorldModel, dirs: list[Path], steps: int = 300
     from craik_world_model.observation import depth_frames_to_model, rgb_frames_to_model
 
     c = model.config
-    episodes, transitions = _episode_windows(dirs, c, horizon)
+    normalise = model.encoder.normalise_proprio
+    episodes, transitions = _episodes(dirs, horizon)
     if len(episodes) < 5:
         raise ValueError(f'need at least 5 episodes of >= {horizon} steps in {dirs}, '
                          f'found {len(episodes)}')
     held_out = [e for i, e in enumerate(episodes) if i % 5 == 4]
     train = [e for i, e in enumerate(episodes) if i % 5 != 4]
-    p0, actions, targets, _ = _windows(train, horizon)
+    p0_si, actions, targets_si, _ = _windows(train, horizon)
+    p0, targets = normalise(p0_si), normalise(targets_si)
     torch.manual_seed(seed)
     dynamics = ProprioDynamics(c)
     optimiser = torch.optim.Adam(dynamics.parameters(), lr=3e-4)
@@ -135,7 +127,8 @@ def train_proprio_dynamics(model: WorldModel, dirs: list[Path], steps: int = 300
     dynamics.eval()
 
     # Held-out: 8-step open-loop TCP error in metres.
-    hp0, hacts, htargets, where = _windows(held_out, horizon)
+    hp0_si, hacts, htargets_si, where = _windows(held_out, horizon)
+    hp0, htargets = normalise(hp0_si), normalise(htargets_si)
     tcp_scale = torch.tensor(c.proprio_scale[:3])
 
     def tcp_error(predicted: torch.Tensor) -> np.ndarray:           # [W, H, P] normalised
@@ -150,12 +143,11 @@ def train_proprio_dynamics(model: WorldModel, dirs: list[Path], steps: int = 300
         summed = hp0[:, None, :3] + torch.cumsum(hacts[..., :3], 1) / tcp_scale
         naive = tcp_error(torch.cat([summed, htargets[..., 3:]], -1))
         # The inherited predictor, from the recorded frames (64x64, the model's input).
-        rgb = np.stack([held_out[e]['rgb'][t] for e, t in where])
-        depth = np.stack([held_out[e]['depth'][t] for e, t in where])
+        rgb = np.stack([held_out[e].rgb[t] for e, t in where])
+        depth = np.stack([held_out[e].depth[t] for e, t in where])
         r = torch.from_numpy(rgb_frames_to_model(rgb, c))
-        d = torch.from_numpy(depth_frames_to_model(depth, c, units='mm'))
-        proprio_si = hp0 * torch.tensor(c.proprio_scale) + torch.tensor(c.proprio_offset)
-        z = model.encode(r, d, proprio_si)
+        d = torch.from_numpy(depth_frames_to_model(depth, c, units='m'))
+        z = model.encode(r, d, hp0_si)
         visual = []
         for t in range(horizon):
             z = model.predictor(z, hacts[:, t])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -134,6 +135,20 @@ class GoalScene:
 
 # --- points -----------------------------------------------------------------------------------
 
+def checked_camera(intrinsics: np.ndarray, world_from_camera: np.ndarray
+                   ) -> tuple[FloatArray, FloatArray]:
+    """``(K [3, 3], T [4, 4])`` as float arrays; ObjectStateError unless K is finite with
+    fx, fy > 0 and T a finite rigid transform."""
+    k = np.asarray(intrinsics, dtype=float)
+    t = np.asarray(world_from_camera, dtype=float)
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ObjectStateError(f'intrinsics must be a finite 3x3 K with fx, fy > 0, got {k}')
+    if t.shape != (4, 4) or not np.all(np.isfinite(t)) or \
+            not np.allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-4):
+        raise ObjectStateError('world_from_camera must be a finite 4x4 rigid transform')
+    return k, t
+
+
 def backproject(depth_m: np.ndarray, intrinsics: np.ndarray, world_from_camera: np.ndarray,
                 rgb: np.ndarray | None = None, max_points: int = 80_000
                 ) -> tuple[FloatArray, FloatArray]:
@@ -150,13 +165,7 @@ def backproject(depth_m: np.ndarray, intrinsics: np.ndarray, world_from_camera: 
         raise ObjectStateError(f'depth must be float metres, got dtype {depth.dtype}')
     if not np.all(np.isfinite(depth)) or float(depth.min()) < 0.0:
         raise ObjectStateError('depth must be finite and >= 0 (0 = no return)')
-    k = np.asarray(intrinsics, dtype=float)
-    t = np.asarray(world_from_camera, dtype=float)
-    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ObjectStateError(f'intrinsics must be a finite 3x3 K with fx, fy > 0, got {k}')
-    if t.shape != (4, 4) or not np.all(np.isfinite(t)) or \
-            not np.allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-4):
-        raise ObjectStateError('world_from_camera must be a finite 4x4 rigid transform')
+    k, t = checked_camera(intrinsics, world_from_camera)
     h, w = depth.shape
     if rgb is not None:
         colour = np.asarray(rgb)
@@ -492,18 +501,18 @@ class CameraModel:
     height: int
     world_from_camera: FloatArray
 
+    @classmethod
+    def from_calibration(cls, calibration: Any) -> CameraModel:
+        """The camera of a ``craik_sim.calibration.CameraCalibration`` (the calibration YAML
+        format: intrinsics and the optical frame's pose in fr3_link0)."""
+        k = calibration.intrinsics
+        return cls(k.matrix, k.width, k.height, calibration.parent_from_camera)
+
     def __post_init__(self) -> None:
-        k = np.asarray(self.intrinsics, dtype=float)
-        t = np.asarray(self.world_from_camera, dtype=float)
-        if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-            raise ObjectStateError('camera intrinsics must be a finite 3x3 K with fx, fy > 0')
+        checked_camera(self.intrinsics, self.world_from_camera)
         if self.width < 2 or self.height < 2:
             raise ObjectStateError(f'camera size must be at least 2x2, got '
                                    f'{self.width}x{self.height}')
-        if t.shape != (4, 4) or not np.all(np.isfinite(t)) or \
-                not np.allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-4):
-            raise ObjectStateError('camera world_from_camera must be a finite 4x4 rigid '
-                                   'transform')
 
     def intrinsics_for(self, width: int, height: int) -> FloatArray:
         """K for a frame of ``width`` x ``height`` showing the same field of view."""

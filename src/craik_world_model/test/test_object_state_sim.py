@@ -24,8 +24,7 @@ def env():
 
 
 def camera_of(env) -> CameraModel:
-    k = env.camera.intrinsics
-    return CameraModel(k.matrix, k.width, k.height, env.camera.parent_from_camera)
+    return CameraModel.from_calibration(env.camera)
 
 
 def truth(env) -> np.ndarray:
