@@ -33,6 +33,7 @@ class WorldModelBackend:
         self.runtime = runtime
         self.objects: Any = None
         self.last_goal_tcp: FloatArray | None = None
+        self._goal_revision = 0
         if camera is not None:
             self.set_camera(camera)
 
@@ -79,9 +80,21 @@ class WorldModelBackend:
             raise ValueError('this world model finds the objects and the TCP a goal shows in '
                              'its aligned depth: send goal_depth with the goal image (an '
                              'RGB-only goal cannot be used)')
-        rows, tcp = self._estimator().goal(rgb, depth_m, _width(gripper))
+        estimator = self._estimator()
+        rows, tcp = estimator.goal(rgb, depth_m, _width(gripper))
         self.last_goal_tcp = tcp
+        self._goal_revision = estimator.goal_revision
         return np.asarray(self.runtime.with_geometry(z, rows[:, :3], tcp))
+
+    def updated_goal(self, goal: FloatArray) -> FloatArray:
+        """``goal`` with the goal's object slots as the estimator knows them now: an object the
+        goal image shows partly hidden is placed once an observation has seen it whole
+        (``ObjectStateEstimator.goal_revision``); unchanged otherwise."""
+        if self.objects is None or self.objects.goal_rows is None or \
+                self.objects.goal_revision == self._goal_revision:
+            return goal
+        self._goal_revision = self.objects.goal_revision
+        return np.asarray(self.runtime.with_geometry(goal, self.objects.goal_rows[:, :3]))
 
     def encode_observation(self, observation: Observation) -> FloatArray:
         proprio = np.array([*observation.ee_position, observation.gripper], dtype=np.float32)

@@ -41,7 +41,11 @@ class Observation:
 
 
 class PlanningBackend(Protocol):
-    """What the MPC needs from a model: latents, batched rollout energies, and pictures."""
+    """What the MPC needs from a model: latents, batched rollout energies, and pictures.
+
+    A backend may also have ``updated_goal(goal) -> goal``: :class:`MpcEpisode` calls it before
+    every step, after the step's observation was encoded (a goal it knows better by now).
+    """
 
     name: str
 
@@ -129,6 +133,15 @@ class MpcEpisode:
         z0 = np.asarray(observation_latent)
         if not np.all(np.isfinite(z0)):
             raise ValueError('observation latent contains NaN or infinite values')
+        # A backend may know the goal better once it has seen the scene (the world model's
+        # partly hidden goal objects, completed from an observation that shows them whole).
+        updated_goal = getattr(self.backend, 'updated_goal', None)
+        if updated_goal is not None:
+            goal = np.asarray(updated_goal(self.goal))
+            if not np.all(np.isfinite(goal)) or goal.shape != self.goal.shape:
+                raise ValueError('the backend updated the goal latent to a non-finite or '
+                                 'differently shaped one')
+            self.goal = goal
         tolerance = self.config.energy_tolerance if energy_tolerance is None else energy_tolerance
         current = float(self.backend.state_energy(z0, self.goal))
         if current <= tolerance:

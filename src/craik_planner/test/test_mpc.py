@@ -103,3 +103,28 @@ def test_planned_path_accumulates_displacements():
     path = planned_ee_path(np.array([0.4, 0.0, 0.3]),
                            np.array([[0.01, 0, 0, 1], [0.01, 0.02, -0.01, 1]]))
     np.testing.assert_allclose(path, [[0.4, 0, 0.3], [0.41, 0, 0.3], [0.42, 0.02, 0.29]])
+
+
+class RefiningBackend(StateBackend):
+    """Knows the goal better after its first observation (like the world model's estimator
+    once it has seen a goal object whole)."""
+
+    def __init__(self, task, better_goal):
+        super().__init__(task)
+        self.better_goal = better_goal
+
+    def updated_goal(self, goal):
+        return self.better_goal
+
+
+def test_a_goal_the_backend_updates_is_planned_towards_from_that_step_on():
+    state = np.array([0.45, 0.1, 0.3, 0.6, 0.0, 0.025])
+    first, better = np.array([0.3, 0.1, 0.3, 0, 0, 0]), np.array([0.45, 0.1, 0.2, 0, 0, 0])
+    episode = MpcEpisode(RefiningBackend('reach', better), first, MpcConfig(
+        planner=PlannerConfig(horizon=5, max_iterations=4), energy_tolerance=0.01, seed=3))
+    outcome = episode.step(state)
+    np.testing.assert_array_equal(episode.goal, better)
+    assert outcome.action[2] < -0.01 and abs(outcome.action[0]) < 0.02  # down, not along -x
+    episode.backend.better_goal = np.full(6, np.nan)
+    with pytest.raises(ValueError, match='updated the goal'):
+        episode.step(state)

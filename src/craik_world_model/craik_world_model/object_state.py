@@ -36,6 +36,14 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from craik_world_model.object_templates import (
+    ObjectTemplate,
+    SceneView,
+    TemplateConfig,
+    TopDownGrid,
+    register,
+)
+
 FloatArray = npt.NDArray[np.float64]
 
 # Per-slot features after the two position entries: presence, extent x, extent y, height, r, g, b.
@@ -116,6 +124,8 @@ class ObjectSet:
     heights: FloatArray    # [M] top above the table, m
     colours: FloatArray    # [M, 3] mean colour in [0, 1]
     points: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # [M]
+    # Each object's own points, top-down (x, y) [n_i, 2]: its footprint for a template.
+    members: tuple[FloatArray, ...] = ()
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -131,6 +141,8 @@ class GoalScene:
 
     objects: ObjectSet
     tcp: FloatArray | None  # [3] m
+    # Its table-top points that are not the arm [N, 3] (what the camera sees of the objects).
+    object_points: FloatArray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 # --- points -----------------------------------------------------------------------------------
@@ -194,6 +206,17 @@ def above_table(points: FloatArray, config: ObjectStateConfig) -> npt.NDArray[np
     height = points[:, 2] - c.table_height_m
     radius = np.hypot(points[:, 0], points[:, 1])
     return ((height > c.table_clearance_m) & (height < c.max_height_m)
+            & (points[:, 0] >= c.region_x_m[0]) & (points[:, 0] <= c.region_x_m[1])
+            & (points[:, 1] >= c.region_y_m[0]) & (points[:, 1] <= c.region_y_m[1])
+            & (radius > c.base_radius_m))
+
+
+def table_surface(points: FloatArray, config: ObjectStateConfig) -> npt.NDArray[np.bool_]:
+    """``[N]``: points on the bare table top (in the region, within the table clearance)."""
+    c = config
+    height = points[:, 2] - c.table_height_m
+    radius = np.hypot(points[:, 0], points[:, 1])
+    return ((np.abs(height) <= c.table_clearance_m)
             & (points[:, 0] >= c.region_x_m[0]) & (points[:, 0] <= c.region_x_m[1])
             & (points[:, 1] >= c.region_y_m[0]) & (points[:, 1] <= c.region_y_m[1])
             & (radius > c.base_radius_m))
@@ -280,6 +303,10 @@ class ArmModel:
                                at(0, side * half, self.FINGER_Z_M[1]), self.FINGER_RADIUS_M))
         return out
 
+    def tcp(self, q: np.ndarray) -> FloatArray:
+        """The hand TCP ``[3]`` (m, fr3_link0) at joint positions ``q [7]``."""
+        return np.asarray(self.kinematics.fk(np.asarray(q, dtype=float))[0], dtype=float)
+
     def capsules_at_tcp(self, tcp: np.ndarray, gripper_width_m: float,
                         q_seed: np.ndarray | None = None) -> list[Capsule]:
         """The arm's capsules with the TCP at ``tcp [3]``, gripper down (IK), for goal images."""
@@ -320,7 +347,7 @@ def cluster_objects(points: FloatArray, colours: FloatArray, config: ObjectState
     """Objects among table-top points ``[N, 3]`` (arm already removed), largest first."""
     c = config
     labels, count = _components(points, voxel or c.voxel_m)
-    found: list[tuple[int, FloatArray, FloatArray, float, FloatArray]] = []
+    found: list[tuple[int, FloatArray, FloatArray, float, FloatArray, FloatArray]] = []
     for label in range(1, count + 1):
         sel = labels == label
         n = int(sel.sum())
@@ -328,13 +355,14 @@ def cluster_objects(points: FloatArray, colours: FloatArray, config: ObjectState
                 float(points[sel, 2].min()) - c.table_height_m > c.support_height_m:
             continue
         found.append((n, *_describe(points[sel], colours[sel], c.footprint_cell_m,
-                                    c.table_height_m)))
+                                    c.table_height_m), points[sel, :2]))
     if not found:
         return ObjectSet.empty()
     found.sort(key=lambda item: -item[0])
     return ObjectSet(np.array([f[1] for f in found]), np.array([f[2] for f in found]),
                      np.array([f[3] for f in found]), np.array([f[4] for f in found]),
-                     np.array([f[0] for f in found], dtype=np.int64))
+                     np.array([f[0] for f in found], dtype=np.int64),
+                     tuple(f[5] for f in found))
 
 
 def extract_objects(points: FloatArray, colours: FloatArray, config: ObjectStateConfig,
@@ -434,7 +462,7 @@ def goal_scene(points: FloatArray, colours: FloatArray, config: ObjectStateConfi
         # left (the hand's underside close to an object).
         arm |= points_in_capsules(p, arm_model.capsules_at_tcp(tcp, gripper_width_m),
                                   config.arm_margin_m)
-    return GoalScene(cluster_objects(p[~arm], col[~arm], config), tcp)
+    return GoalScene(cluster_objects(p[~arm], col[~arm], config), tcp, p[~arm])
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -535,15 +563,32 @@ class ObjectStateEstimator:
     a frame with known joint positions, matched to the last goal's slots. Rows are
     ``[K, 2 + SLOT_FEATURES]``; their first three columns (x, y, presence) are what the world
     model's latent holds (``WorldModelRuntime.with_geometry``).
+
+    Across the observations of one goal, each slot's object is tracked
+    (:mod:`craik_world_model.object_templates`): a view of it with the arm away is its template;
+    with the arm close, the template is registered against what the camera sees (a partly
+    hidden object's centre), and an object the camera does not see keeps its last position.
+    Once a goal slot's object has a template, the goal's own (partly hidden) object is
+    registered too: ``goal_rows`` changes and ``goal_revision`` counts up.
     """
 
     def __init__(self, camera: CameraModel, config: ObjectStateConfig | None = None,
-                 goal_max_points: int = 400_000) -> None:
+                 goal_max_points: int = 400_000,
+                 templates: TemplateConfig | None = None) -> None:
         self.camera = camera
         self.config = config or ObjectStateConfig()
+        self.templates = templates or TemplateConfig()
         self.goal_max_points = goal_max_points
         self.arm = ArmModel()
+        c = self.config
+        self.grid = TopDownGrid(c.region_x_m, c.region_y_m, c.footprint_cell_m)
         self.goal_rows: FloatArray | None = None
+        self.goal_revision = 0
+        self._goal_extracted: FloatArray | None = None  # [K, 9] as the goal frame shows them
+        self._goal_view: SceneView | None = None
+        self._goal_registered: list[bool] = []
+        self._slot_templates: list[ObjectTemplate | None] = []
+        self._last_seen: FloatArray | None = None  # [K, 9] each slot's last row
 
     def _points(self, rgb: np.ndarray | None, depth_m: np.ndarray, max_points: int
                 ) -> tuple[FloatArray, FloatArray]:
@@ -558,17 +603,77 @@ class ObjectStateEstimator:
         """Slot rows ``[K, 9]`` and TCP ``[3]`` (None: no arm in view) of a goal frame."""
         points, colours = self._points(rgb, depth_m, self.goal_max_points)
         scene = goal_scene(points, colours, self.config, self.arm, gripper_width_m)
-        self.goal_rows = goal_slot_rows(scene.objects, self.config.max_objects)
+        k = self.config.max_objects
+        self.goal_rows = goal_slot_rows(scene.objects, k)
+        self._goal_extracted = self.goal_rows.copy()
+        self._goal_view = SceneView.from_points(
+            self.grid, scene.object_points, points[table_surface(points, self.config)])
+        self._goal_registered = [False] * k
+        self._slot_templates = [None] * k
+        self._last_seen = np.zeros_like(self.goal_rows)
+        self.goal_revision += 1
         return self.goal_rows, scene.tcp
 
     def observation(self, rgb: np.ndarray | None, depth_m: np.ndarray, q: np.ndarray,
                     gripper_width_m: float) -> FloatArray:
         """Slot rows ``[K, 9]`` of a frame at joint positions ``q [7]``, in the goal's order
         (without a goal: its largest objects by position)."""
-        points, colours = self._points(rgb, depth_m, self.config.max_points)
-        objects = extract_objects(points, colours, self.config,
-                                  self.arm.capsules(q, gripper_width_m))
-        if self.goal_rows is None:
-            return goal_slot_rows(objects, self.config.max_objects)
-        return slot_rows(objects, match_to_reference(objects, self.goal_rows),
-                         self.config.max_objects)
+        c = self.config
+        points, colours = self._points(rgb, depth_m, c.max_points)
+        capsules = self.arm.capsules(q, gripper_width_m)
+        keep = above_table(points, c)
+        keep[keep] = ~points_in_capsules(points[keep], capsules, c.arm_margin_m)
+        objects = cluster_objects(points[keep], colours[keep], c)
+        if self.goal_rows is None or self._last_seen is None:
+            return goal_slot_rows(objects, c.max_objects)
+        order = match_to_reference(objects, self.goal_rows)
+        rows = slot_rows(objects, order, c.max_objects)
+        tcp = self.arm.tcp(q)
+        view: SceneView | None = None
+        for k in np.flatnonzero(self.goal_rows[:, 2] > 0.5):
+            seen, last = rows[k, 2] > 0.5, self._last_seen[k, 2] > 0.5
+            if not (seen or last):
+                continue
+            where = rows[k, :2] if seen else self._last_seen[k, :2]
+            height = rows[k, 5] if seen else self._last_seen[k, 5]
+            top = np.array([*where, c.table_height_m + height])
+            near = float(np.linalg.norm(top - tcp)) < self.templates.unoccluded_tcp_distance_m
+            template = self._slot_templates[k]
+            if seen and not near:
+                i = order[k]
+                assert i is not None
+                self._slot_templates[k] = ObjectTemplate.from_points(
+                    objects.members[i], rows[k, :2], c.footprint_cell_m)
+            elif template is not None:
+                if view is None:
+                    view = SceneView.from_points(self.grid, points[keep],
+                                                 points[table_surface(points, c)])
+                placement = register(template, view, self.grid, where, self.templates)
+                if placement is not None:
+                    if not seen:
+                        rows[k] = self._last_seen[k]
+                    rows[k, :2] = placement.centre
+                else:
+                    rows[k] = self._last_seen[k] if last else rows[k]
+            elif not seen:
+                rows[k] = self._last_seen[k]
+            if rows[k, 2] > 0.5:
+                self._last_seen[k] = rows[k]
+        self._register_goal()
+        return rows
+
+    def _register_goal(self) -> None:
+        """Register the goal's objects whose slots got a template since the last call."""
+        assert self.goal_rows is not None and self._goal_extracted is not None
+        changed = False
+        for k, template in enumerate(self._slot_templates):
+            if template is None or self._goal_registered[k] or self._goal_view is None:
+                continue
+            self._goal_registered[k] = True
+            placement = register(template, self._goal_view, self.grid,
+                                 self._goal_extracted[k, :2], self.templates)
+            if placement is not None:
+                self.goal_rows[k, :2] = placement.centre
+                changed = True
+        if changed:
+            self.goal_revision += 1
