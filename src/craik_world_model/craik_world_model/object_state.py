@@ -675,5 +675,14 @@ class ObjectStateEstimator:
             if placement is not None:
                 self.goal_rows[k, :2] = placement.centre
                 changed = True
+                # The fingers can cut a goal object's visible part in two; a piece inside the
+                # registered footprint is that object, not another one.
+                half = float(np.max(template.extent)) / 2.0
+                for j in range(len(self.goal_rows)):
+                    if j != k and self._slot_templates[j] is None and \
+                            self.goal_rows[j, 2] > 0.5 and \
+                            np.linalg.norm(self.goal_rows[j, :2] - placement.centre) < half:
+                        self.goal_rows[j] = 0.0
+                        self._goal_registered[j] = True
         if changed:
             self.goal_revision += 1
