@@ -117,30 +117,32 @@ def save_side_by_side(path: Path, goal: np.ndarray, final: np.ndarray | None,
     canvas.save(path)
 
 
-def save_energy_plot(path: Path, episodes: list[EpisodeResult], title: str) -> None:
-    """Best energy per step, one line per episode (normalised to each episode's first step)."""
-    from PIL import Image as PilImage
-    from PIL import ImageDraw
+def save_energy_plot(path: Path, episodes: list[Any], title: str) -> None:
+    """Planner energy per step, one line per episode, relative to the episode's first step
+    (``episodes``: anything with ``seed``, ``success`` and ``energies``)."""
+    import matplotlib
 
-    width, height, margin = 480, 300, 36
-    canvas = PilImage.new('RGB', (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((margin, 6), f'{title}: energy / first-step energy per step', fill=(0, 0, 0))
-    draw.line([(margin, height - margin), (width - 8, height - margin)], fill=(0, 0, 0))
-    draw.line([(margin, 20), (margin, height - margin)], fill=(0, 0, 0))
-    max_steps = max((len(e.energies) for e in episodes), default=1)
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
-    for i, episode in enumerate(episodes):
-        if len(episode.energies) < 2 or not episode.energies[0] > 0:
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for episode in episodes:
+        energies = np.asarray(episode.energies, dtype=float)
+        if len(energies) < 2 or not energies[0] > 0:
             continue
-        values = np.array(episode.energies) / episode.energies[0]
-        xs = margin + np.arange(len(values)) / max(max_steps - 1, 1) * (width - margin - 16)
-        ys = (height - margin) - np.clip(values, 0, 1.5) / 1.5 * (height - margin - 28)
-        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)),
-                  fill=colours[i % len(colours)], width=2)
-    draw.text((4, height - margin - 8), '0', fill=(0, 0, 0))
-    draw.text((width - 60, height - margin + 6), f'step {max_steps}', fill=(0, 0, 0))
-    canvas.save(path)
+        ax.plot(np.arange(1, len(energies) + 1), energies / energies[0], linewidth=1.2,
+                linestyle='-' if episode.success else '--',
+                label=f'{episode.seed}' + ('' if episode.success else ' (failed)'))
+    ax.set_xlabel('MPC step')
+    ax.set_ylabel('best plan energy / its value at step 1')
+    ax.set_ylim(bottom=0.0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if len(episodes) <= 10:
+        ax.legend(fontsize=7, ncol=2, title='seed (dashed: failed)', title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def run_episode(client: Any, variant: str, task: str, seed: int, max_steps: int,
