@@ -336,7 +336,14 @@ def load_calibration(path: str | Path) -> CameraCalibration:
     if not path.is_file():
         raise CalibrationError(f'{path}: calibration file not found')
     try:
+        # safe_load: plain mappings, lists, strings and numbers only; a tag that would construct
+        # a Python object (!!python/object/apply:..., !!python/name:...) is refused unbuilt.
         data = yaml.safe_load(path.read_text())
+    except yaml.constructor.ConstructorError as err:
+        where = f' at line {err.problem_mark.line + 1}' if err.problem_mark else ''
+        raise CalibrationError(f'{path}: refusing a YAML tag{where} ({err.problem}); a '
+                               'calibration holds only mappings, lists, numbers and strings, '
+                               'and no tag constructs objects') from None
     except yaml.YAMLError as err:
         raise CalibrationError(f'{path}: not valid YAML ({err})') from None
     return calibration_from_dict(data, str(path))

@@ -25,6 +25,9 @@ A step whose displacement leaves the action bounds (|d| <= 0.05 m), a pause long
 ``max_gap_s``, or a missing/unsynchronised frame ends the episode there (the rest starts a new
 one); nothing is clipped, and the report counts every such cut. Frames are stored resized to
 ``width x height`` (same aspect as the camera) in the simulation's episode format.
+
+A file that is not MCAP, is truncated (no closing MCAP magic) or whose records or message
+definitions do not parse raises :class:`ConversionError` naming it; no episode of it is written.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ JOINT_STATES_TOPIC = '/joint_states'
 EE_POSE_TOPIC = '/franka/ee_pose'
 TARGET_TOPIC = '/franka/target'
 COLOR_INFO_TOPIC = '/camera/camera/color/camera_info'
+# Every MCAP file starts and ends with these bytes.
+MCAP_MAGIC = b'\x89MCAP0\r\n'
 FINGER_JOINTS = ('fr3_finger_joint1', 'fr3_finger_joint2')
 ARM_JOINTS = tuple(f'fr3_joint{i}' for i in range(1, 8))
 # Layout of the per-step state vector: position, finger width, orientation (x y z w), arm joints.
@@ -144,12 +149,33 @@ def mcap_files(path: str | Path) -> list[Path]:
     return [p]
 
 
+def check_mcap_framing(path: Path) -> None:
+    """Refuse a file that does not start and end with the MCAP magic: not an MCAP file, or a
+    truncated one (recorder killed, copy cut short), before any record is parsed."""
+    try:
+        size = path.stat().st_size
+        with open(path, 'rb') as f:
+            head = f.read(len(MCAP_MAGIC))
+            f.seek(max(0, size - len(MCAP_MAGIC)))
+            tail = f.read(len(MCAP_MAGIC))
+    except OSError as exc:
+        raise ConversionError(f'{path}: cannot read: {exc}') from exc
+    if head != MCAP_MAGIC:
+        raise ConversionError(f'{path}: not an MCAP file (it does not start with the MCAP '
+                              'magic)')
+    if size < 2 * len(MCAP_MAGIC) or tail != MCAP_MAGIC:
+        raise ConversionError(f'{path}: truncated MCAP file ({size} bytes, no closing MCAP '
+                              'magic): the recording was cut off (recorder killed, copy '
+                              'incomplete); `mcap recover` can salvage its complete chunks')
+
+
 def _iter_messages(files: Sequence[Path], topics: Sequence[str]
                    ) -> Iterator[tuple[str, float, Any]]:
     """(topic, stamp seconds, decoded message) for ``topics`` in all files."""
     factory = DecoderFactory()
     decoders: dict[int, Any] = {}
     for path in files:
+        check_mcap_framing(path)
         try:
             with open(path, 'rb') as f:
                 reader = make_reader(f)
@@ -166,7 +192,8 @@ def _iter_messages(files: Sequence[Path], topics: Sequence[str]
         except ConversionError:
             raise
         except Exception as exc:  # the mcap library raises many types for a damaged file
-            raise ConversionError(f'{path}: cannot read MCAP: {exc}') from exc
+            raise ConversionError(f'{path}: cannot read MCAP file (damaged or crafted): '
+                                  f'{type(exc).__name__}: {exc}') from exc
         decoders.clear()
 
 

@@ -21,12 +21,15 @@ Backends:
 
 Every input is validated: wrong shapes, NaN, and actions outside the action bounds
 (|d| <= 0.05 m, gripper in [0, 1]) raise ``ValueError`` naming the offending entry; nothing is
-clipped.
+clipped. Every file of an export is checked against its ``SHA256SUMS`` before a backend opens
+it, and an ONNX graph whose external data lies outside the export directory or is not in the
+manifest is refused (:func:`check_onnx_external_data`) with a :class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 import hashlib
 import json
 import os
@@ -37,7 +40,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from craik_world_model.checkpoint import CheckpointError, load_model, verify_file
+from craik_world_model.checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    load_model,
+    read_manifest,
+    sha256_file,
+    verify_file,
+)
 from craik_world_model.config import (
     MAX_DISPLACEMENT_M,
     POSE_DIMS,
@@ -317,10 +327,103 @@ def _export_config(meta: dict[str, Any]) -> ModelConfig:
 
 
 def _verified(export_dir: Path, name: str) -> tuple[Path, str]:
+    """``export_dir/name`` after its sha256 matched the manifest (and, for an ONNX graph, its
+    external data passed :func:`check_onnx_external_data`), with that sha256."""
     path = export_dir / name
     if not path.exists():
         raise CheckpointError(f'{export_dir}: missing {name}')
-    return path, verify_file(path)
+    digest = verify_file(path)
+    if path.suffix == '.onnx':
+        check_onnx_external_data(path, export_dir)
+    return path, digest
+
+
+def _onnx_tensors(model: Any) -> Iterator[tuple[str, Any]]:
+    """(where, TensorProto) for every tensor an ONNX model holds: initializers, sparse
+    initializers, constant attributes, subgraphs (If/Loop/Scan bodies) and local functions."""
+
+    def sparse(where: str, s: Any) -> Iterator[tuple[str, Any]]:
+        yield where, s.values
+        yield f'{where} (indices)', s.indices
+
+    def nodes(scope: str, node_list: Any) -> Iterator[tuple[str, Any]]:
+        for node in node_list:
+            for attr in node.attribute:
+                where = f'{scope}node {node.name or node.op_type!r} attribute {attr.name!r}'
+                if attr.HasField('t'):
+                    yield where, attr.t
+                for t in attr.tensors:
+                    yield where, t
+                if attr.HasField('sparse_tensor'):
+                    yield from sparse(where, attr.sparse_tensor)
+                for s in attr.sparse_tensors:
+                    yield from sparse(where, s)
+                if attr.HasField('g'):
+                    yield from graph(f'{where}: ', attr.g)
+                for g in attr.graphs:
+                    yield from graph(f'{where}: ', g)
+
+    def graph(scope: str, g: Any) -> Iterator[tuple[str, Any]]:
+        for t in g.initializer:
+            yield f'{scope}initializer', t
+        for s in g.sparse_initializer:
+            yield from sparse(f'{scope}sparse initializer', s)
+        yield from nodes(scope, g.node)
+
+    yield from graph('', model.graph)
+    for function in model.functions:
+        yield from nodes(f'function {function.name!r}: ', function.node)
+
+
+def check_onnx_external_data(path: str | os.PathLike[str],
+                             export_dir: str | os.PathLike[str]) -> None:
+    """Refuse an ONNX graph whose tensors read external data from anywhere but a file inside
+    ``export_dir`` that its ``SHA256SUMS`` lists with a matching sha256.
+
+    The graph is parsed without its external data (protobuf only, nothing is read or run) before
+    any runtime sees it: an absolute location, a ``..`` or a symbolic link leaving the directory,
+    a missing or an unlisted/modified data file each raise :class:`CheckpointError` naming the
+    tensor. (craik's own exports keep every weight inside the ONNX file.)
+    """
+    import onnx
+
+    path, root = Path(path), Path(export_dir).resolve()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and onnx's own errors for a damaged file
+        raise CheckpointError(f'{path}: not a readable ONNX model: {exc}') from exc
+    manifest: dict[str, str] | None = None
+    for where, tensor in _onnx_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and not tensor.external_data:
+            continue
+        name = f'tensor {tensor.name!r} ({where})'
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get('location', '')
+        if not location:
+            raise CheckpointError(f'{path}: {name} is stored externally without a location')
+        if Path(location).is_absolute():
+            raise CheckpointError(f'{path}: {name} reads external data from the absolute path '
+                                  f'{location!r}; refusing it (only files inside {root})')
+        # Relative to the directory the graph is opened from, as onnxruntime and TensorRT do.
+        target = (path.parent / location).resolve()
+        if not target.is_relative_to(root):
+            raise CheckpointError(f'{path}: {name} reads external data from {location!r}, '
+                                  f'which resolves to {target}, outside the export directory '
+                                  f'{root}; refusing it')
+        if not target.is_file():
+            raise CheckpointError(f'{path}: {name} reads external data from {location!r}, '
+                                  'which does not exist')
+        relative = target.relative_to(root).as_posix()
+        if manifest is None:
+            manifest = read_manifest(root)
+        if relative not in manifest:
+            raise CheckpointError(f'{path}: {name} reads external data from {relative}, which '
+                                  f'{root / MANIFEST} does not list; refusing unverified data')
+        actual = sha256_file(target)
+        if actual != manifest[relative]:
+            raise CheckpointError(f'{path}: external data {relative} has sha256 {actual}, the '
+                                  f'manifest lists {manifest[relative]}; the file is corrupt or '
+                                  'was modified')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,7 +509,7 @@ def tensorrt_unavailable_reason() -> str | None:
         import tensorrt  # noqa: F401
     except ImportError as exc:
         return (f'the tensorrt Python package is not installed ({exc}); it comes from NVIDIA '
-                'and is part of the lab robot image (docker/)')
+                '(pip install tensorrt) and needs a CUDA device and a CUDA build of PyTorch')
     if not torch.cuda.is_available():
         return 'no CUDA device is available (torch.cuda.is_available() is False)'
     return None
@@ -480,7 +583,9 @@ class _TrtEngine:
             flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
-        if not parser.parse(onnx_path.read_bytes()):
+        # The path resolves (already checked) external data against the export directory,
+        # not the working directory.
+        if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
             errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise BackendUnavailableError(f'tensorrt cannot parse {onnx_path}: {errors}')
         config = builder.create_builder_config()
