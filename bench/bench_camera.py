@@ -5,22 +5,28 @@ subscriber's callback in another process; "delivered" is the share of the frames
 after discovery that reached the subscriber. The subscriber is a plain rclpy node with typed
 subscriptions and the sensor-data QoS, the same for every variant. Publisher variants:
 
-* ``plain_color_reliable``: the baseline as ENVIRONMENT.md measured it (we assume with the
-  default reliable QoS, which is what reproduces its ~100 % delivery): a plain rclpy publisher
-  filling ``msg.data = array.tobytes()``, colour only, Fast DDS defaults, reliable QoS (depth
-  10) on both sides;
-* ``plain_color``: the same with the sensor-data QoS (best effort) of the camera topics;
-* ``plain_color_depth``: the same with the 16UC1 depth image too;
+* ``node_playback``: the realsense node itself playing a 640x480 recording in real time through
+  librealsense (synchronisation, alignment), stamped with the mapped device timestamps;
+* ``plain_playback``: its like-for-like baseline: plain rclpy on the same streams from the same
+  recording, read through the same librealsense pipeline (``RealSenseSource``) and stamped the
+  same way, colour + CameraInfo then aligned depth + CameraInfo with the same sensor-data QoS,
+  but published as a first rclpy node would: ``msg.data = array.tobytes()``, Fast DDS defaults;
+* ``plain_color_depth``: synthetic frames (no librealsense), colour + 16UC1 depth, plain rclpy
+  (``tobytes()``, Fast DDS defaults), sensor-data QoS: the baseline of the next three;
 * ``nocopy_color_depth``: craik_perception.ros_image.fill_image (the numpy buffer goes into the
   message without the two Python-side copies), Fast DDS defaults;
 * ``profile_color_depth``: ``tobytes()`` again, with the realsense node's Fast DDS profile
   (32 MiB shared-memory segment) in the publishing process;
-* ``craik_color_depth``: both, which is what the realsense node does;
-* ``node_playback``: the realsense node itself playing a 640x480 recording in real time through
-  librealsense (synchronisation, alignment), stamped with the mapped device timestamps.
+* ``craik_color_depth``: both, which is how the realsense node publishes;
+* ``plain_color``: colour only, plain rclpy, sensor-data QoS;
+* ``plain_color_reliable``: colour only with reliable QoS (depth 10) on both sides. Not
+  like-for-like (one stream, another QoS): it shows what reliable delivery costs in latency.
 
-Each variant runs ``--runs`` times for ``--seconds``; the JSON gives every run and the median
-over runs. Run: ``python bench/bench_camera.py [--runs 3] [--seconds 5] [--only VARIANT ...]``.
+Each variant runs ``--runs`` times for ``--seconds``; the JSON gives every run, the median over
+runs and the like-for-like pairs (``like_for_like``: the node's path against plain rclpy on the
+same streams and QoS). It goes to ``--out`` (with the command, git commit, machine and date) and
+to stdout. Run: ``python bench/bench_camera.py [--runs 3] [--seconds 5] [--only VARIANT ...]
+[--out bench/results/camera.json]``.
 """
 
 from __future__ import annotations
@@ -40,13 +46,26 @@ from typing import Any
 
 import numpy as np
 
+from craik_bringup.graph import git_commit
+
+ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT, FPS = 640, 480, 30
 COLOR_TOPIC = '/camera/camera/color/image_raw'
 DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
 RELIABLE_TOPIC = '/bench_camera/reliable/color/image_raw'
-SYNTHETIC = ('plain_color_reliable', 'plain_color', 'plain_color_depth', 'nocopy_color_depth',
-             'profile_color_depth', 'craik_color_depth')
-VARIANTS = SYNTHETIC + ('node_playback',)
+SYNTHETIC = ('plain_color_depth', 'nocopy_color_depth', 'profile_color_depth',
+             'craik_color_depth', 'plain_color', 'plain_color_reliable')
+PLAYBACK = ('node_playback', 'plain_playback')
+VARIANTS = PLAYBACK + SYNTHETIC
+# (the node's path, plain rclpy on the same streams and QoS, what they share)
+LIKE_FOR_LIKE = {
+    'recording': ('node_playback', 'plain_playback',
+                  'the same 640x480 @ 30 recording through librealsense (sync, alignment), '
+                  'colour + aligned depth + CameraInfos, sensor-data QoS, device-time stamps'),
+    'synthetic': ('craik_color_depth', 'plain_color_depth',
+                  'the same synthetic 640x480 colour + depth frames at 30 Hz, sensor-data QoS, '
+                  'stamped at publication'),
+}
 SETTLE_S = 1.0          # after the subscriber is matched, before frames count
 RECORDING_FRAMES = 90   # 3 s loop for node_playback
 
@@ -67,7 +86,21 @@ def _reserve_domain() -> int:
     raise RuntimeError('no free ROS domain')
 
 
-# --- publisher process (synthetic variants) ----------------------------------------------------
+# --- publisher processes -----------------------------------------------------------------------
+
+
+def plain_image(array: np.ndarray, encoding: str, frame_id: str, stamp_ns: int) -> Any:
+    """A sensor_msgs/Image filled the plain rclpy way: ``msg.data = array.tobytes()``."""
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.step = array.shape[1] * array.itemsize * (array.shape[2] if array.ndim == 3 else 1)
+    msg.data = array.tobytes()
+    return msg
 
 
 def publisher_main(variant: str, seconds: float) -> None:
@@ -112,20 +145,81 @@ def publisher_main(variant: str, seconds: float) -> None:
         t0 = time.perf_counter()
         for pub, array, encoding in zip(pubs, (color, depth), ('rgb8', '16UC1'),
                                         strict=False):
-            msg = Image()
+            frame = 'camera_color_optical_frame'
             if nocopy:
-                fill_image(msg, array, encoding, 'camera_color_optical_frame', stamp)
+                msg = fill_image(Image(), array, encoding, frame, stamp)
             else:
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-                msg.header.frame_id = 'camera_color_optical_frame'
-                msg.height, msg.width, msg.encoding = HEIGHT, WIDTH, encoding
-                msg.step = WIDTH * array.shape[2] if array.ndim == 3 else WIDTH * 2
-                msg.data = array.tobytes()
+                msg = plain_image(array, encoding, frame, stamp)
             pub.publish(msg)
         publish_ms.append((time.perf_counter() - t0) * 1e3)
     time.sleep(0.5)
     print(json.dumps({'published': count, 'publish_ms_median': float(np.median(publish_ms))}),
           flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def playback_publisher_main(recording: str, seconds: float) -> None:
+    """``plain_playback``: the recording through the node's librealsense pipeline, published
+    with plain rclpy after discovery; print a JSON line with what was published."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from craik_perception.image_conversion import camera_info_from_intrinsics
+    from craik_perception.pipeline import FrameTimeoutError, RealSenseSource
+    from craik_perception.profiles import RealSenseConfig
+    from craik_perception.ros_image import camera_info_message, set_stamp
+    from craik_perception.timestamps import DeviceClockMapper
+
+    rclpy.init()
+    node = Node('bench_camera_plain_playback')
+    qos = qos_profile_sensor_data
+    color_pub = node.create_publisher(Image, COLOR_TOPIC, qos)
+    color_info_pub = node.create_publisher(CameraInfo, COLOR_TOPIC[:-len('image_raw')]
+                                           + 'camera_info', qos)
+    depth_pub = node.create_publisher(Image, DEPTH_TOPIC, qos)
+    depth_info_pub = node.create_publisher(CameraInfo, DEPTH_TOPIC[:-len('image_raw')]
+                                           + 'camera_info', qos)
+    deadline = time.monotonic() + 30.0
+    while (any(p.get_subscription_count() == 0 for p in (color_pub, depth_pub))
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+    time.sleep(SETTLE_S)
+    frame = 'camera_color_optical_frame'
+    mapper = DeviceClockMapper()        # as the node's capture thread maps a recording's times
+    published, publish_ms = 0, []
+    with RealSenseSource(RealSenseConfig(rosbag_filename=recording, rosbag_loop=True)) as source:
+        info = source.info
+        assert info is not None
+        color_info = camera_info_message(camera_info_from_intrinsics(info.color_intrinsics),
+                                         frame)
+        depth_info = camera_info_message(
+            camera_info_from_intrinsics(info.output_depth_intrinsics), frame)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                bundle = source.read(min(0.5, max(0.01, end - time.monotonic())))
+            except FrameTimeoutError:
+                continue        # e.g. the loop rewinding; the node's capture thread waits too
+            stamp = mapper.update(bundle.color_time_ms, time.time_ns())
+            depth_stamp = mapper.map(bundle.depth_time_ms)
+            t0 = time.perf_counter()
+            color_pub.publish(plain_image(bundle.color, 'rgb8', frame, stamp))
+            set_stamp(color_info.header, stamp)
+            color_info_pub.publish(color_info)
+            color_s = time.perf_counter() - t0
+            depth = bundle.depth    # aligned here, after the colour went out, as in the node
+            t0 = time.perf_counter()
+            depth_pub.publish(plain_image(depth, '16UC1', frame, depth_stamp))
+            set_stamp(depth_info.header, depth_stamp)
+            depth_info_pub.publish(depth_info)
+            publish_ms.append((color_s + time.perf_counter() - t0) * 1e3)
+            published += 1
+    time.sleep(0.5)
+    print(json.dumps({'published': published,
+                      'publish_ms_median': float(np.median(publish_ms))}), flush=True)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -215,10 +309,14 @@ def _analyse(records: dict[str, list[tuple[int, int]]], published: int,
     return out
 
 
-def _run_synthetic(sub: Subscriber, variant: str, seconds: float) -> dict[str, Any]:
+def _run_publisher(sub: Subscriber, variant: str, seconds: float,
+                   recording: Path | None = None) -> dict[str, Any]:
+    """A publisher variant in its own process (synthetic frames, or ``plain_playback``)."""
     sub.reset()
-    proc = subprocess.run([sys.executable, __file__, '--publisher', variant, '--seconds',
-                           str(seconds)], capture_output=True, text=True, timeout=120)
+    command = [sys.executable, __file__, '--publisher', variant, '--seconds', str(seconds)]
+    if recording is not None:
+        command += ['--recording', str(recording)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f'publisher {variant} failed:\n{proc.stderr[-2000:]}')
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -339,8 +437,15 @@ def main() -> int:
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--seconds', type=float, default=5.0)
     parser.add_argument('--only', nargs='*', choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument('--publisher', choices=SYNTHETIC, help=argparse.SUPPRESS)
+    parser.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results' / 'camera.json',
+                        help='where the JSON goes (also printed)')
+    parser.add_argument('--publisher', choices=SYNTHETIC + ('plain_playback',),
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--recording', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.publisher == 'plain_playback':
+        playback_publisher_main(args.recording, args.seconds)
+        return 0
     if args.publisher:
         publisher_main(args.publisher, args.seconds)
         return 0
@@ -354,7 +459,7 @@ def main() -> int:
     recording = None
     tmp = tempfile.TemporaryDirectory(prefix='craik-bench-camera-')
     try:
-        if 'node_playback' in args.only:
+        if set(PLAYBACK) & set(args.only):
             recording = _make_recording(Path(tmp.name))
         for run in range(args.runs):
             # Interleave the variants so that background load hits them alike.
@@ -362,8 +467,10 @@ def main() -> int:
                 if variant == 'node_playback':
                     assert recording is not None
                     outcome = _run_node(sub, recording, args.seconds)
+                elif variant == 'plain_playback':
+                    outcome = _run_publisher(sub, variant, args.seconds, recording)
                 else:
-                    outcome = _run_synthetic(sub, variant, args.seconds)
+                    outcome = _run_publisher(sub, variant, args.seconds)
                 results.setdefault(variant, []).append(outcome)
                 print(f'[bench_camera] run {run + 1}/{args.runs} {variant}: '
                       f'{json.dumps(_median_over_runs([outcome]))}', file=sys.stderr)
@@ -372,18 +479,29 @@ def main() -> int:
         sub.close()
         rclpy.shutdown()
         tmp.cleanup()
+    medians = {v: _median_over_runs(r) for v, r in results.items()}
     report = {
         'bench': 'camera',
+        'command': ' '.join(['python', *sys.argv]), 'git_commit': git_commit(ROOT),
+        'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'machine': f'{platform.machine()} {os.cpu_count()} cores',
+        'load_avg_1min': round(os.getloadavg()[0], 2), 'python': platform.python_version(),
         'what': 'header stamp -> subscriber callback in another process, 640x480 @ 30 Hz, '
-                'sensor-data QoS, Fast DDS, localhost',
+                'sensor-data QoS unless the variant says otherwise, Fast DDS, localhost',
         'runs': args.runs, 'seconds_per_run': args.seconds,
-        'machine': {'cpus': os.cpu_count(), 'load_avg_1min': round(os.getloadavg()[0], 2),
-                    'python': platform.python_version()},
-        'median_of_runs': {v: _median_over_runs(r) for v, r in results.items()},
+        'like_for_like': {name: {'node_path': node, 'plain_rclpy': plain, 'same': same,
+                                 node: medians[node], plain: medians[plain]}
+                          for name, (node, plain, same) in LIKE_FOR_LIKE.items()
+                          if node in medians and plain in medians},
+        'median_of_runs': medians,
         'copy_costs_ms': copies,
         'runs_detail': results,
     }
-    print(json.dumps(report, indent=1))
+    text = json.dumps(report, indent=1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + '\n')
+    print(text)
+    print(f'[bench_camera] wrote {args.out}', file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,9 @@ franky-sim runs its 1 kHz loop in Python and may run slower than real time on a 
 the measured real-time factor (robot seconds per wall second) is reported with the figures.
 Robot-clock quantities (jerk, speeds) are in robot time, latencies in wall-clock time.
 
-    python bench/bench_franka.py [--runs 3]
+    python bench/bench_franka.py [--runs 3] [--out bench/results/franka.json]
+
+The JSON (with the command, git commit, machine and date) goes to --out and to stdout.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 from collections.abc import Callable
 import json
 import math
+import os
 from pathlib import Path
 import platform
 import statistics
@@ -32,11 +35,13 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'src' / 'craik_franka' / 'test'))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'src' / 'craik_franka' / 'test'))
 
 import franky  # noqa: E402
 from franky_sim_server import FrankySimServer  # noqa: E402
 
+from craik_bringup.graph import git_commit  # noqa: E402
 from craik_franka.config import FrankaControllerConfig  # noqa: E402
 from craik_franka.envelope import Mode, MotionCommand, Rejection  # noqa: E402
 from craik_franka.kinematics import HELD_ORIENTATION_XYZW, Fr3Kinematics  # noqa: E402
@@ -311,6 +316,8 @@ def median_dicts(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--out', type=Path, default=ROOT / 'bench' / 'results' / 'franka.json',
+                        help='where the JSON goes (also printed)')
     args = parser.parse_args()
     latency_runs, stream_runs = [], []
     for _ in range(args.runs):
@@ -322,9 +329,12 @@ def main() -> None:
             stream_runs.append(bench_stream(server))
     report = {
         'benchmark': 'franka_controller (RobotSession) on franky-sim',
+        'command': ' '.join(['python', *sys.argv]), 'git_commit': git_commit(ROOT),
+        'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'machine': f'{platform.machine()} {os.cpu_count()} cores',
+        'load_avg_1min': round(os.getloadavg()[0], 2), 'python': platform.python_version(),
         'runs': args.runs,
         'statistic': 'median over runs',
-        'machine': {'cpus': __import__('os').cpu_count(), 'python': platform.python_version()},
         'dynamics_factor': FACTOR,
         'latency_ms': median_dicts(latency_runs),
         'stream_10hz_circle': {
@@ -334,7 +344,11 @@ def main() -> None:
                   'jerk': 'm/s^3 of the commanded TCP path, robot clock',
                   'rtf': 'robot seconds per wall second (franky-sim speed)'},
     }
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + '\n')
+    print(text)
+    print(f'[bench_franka] wrote {args.out}', file=sys.stderr)
 
 
 if __name__ == '__main__':

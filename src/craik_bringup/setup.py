@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer='craik maintainers',
     maintainer_email='maintainers@craik-robotics.org',
-    description='craik graph files and the craik command line.',
+    description='The craik command line and the node graph without ros2 launch (graph.py).',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
