@@ -138,7 +138,7 @@ def save_energy_plot(path: Path, episodes: list[Any], title: str) -> None:
     ax.set_ylim(bottom=0.0)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    if len(episodes) <= 10:
+    if len(episodes) <= 10 and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2, title='seed (dashed: failed)', title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
