@@ -200,26 +200,28 @@ def backproject(depth_m: np.ndarray, intrinsics: np.ndarray, world_from_camera: 
     return points, colours
 
 
+def _on_table_region(points: FloatArray, config: ObjectStateConfig) -> npt.NDArray[np.bool_]:
+    """``[N]``: points over the table region, off the robot's base (any height)."""
+    c = config
+    radius = np.hypot(points[:, 0], points[:, 1])
+    return ((points[:, 0] >= c.region_x_m[0]) & (points[:, 0] <= c.region_x_m[1])
+            & (points[:, 1] >= c.region_y_m[0]) & (points[:, 1] <= c.region_y_m[1])
+            & (radius > c.base_radius_m))
+
+
 def above_table(points: FloatArray, config: ObjectStateConfig) -> npt.NDArray[np.bool_]:
     """``[N]``: points in the table region, above the table and off the robot's base."""
     c = config
     height = points[:, 2] - c.table_height_m
-    radius = np.hypot(points[:, 0], points[:, 1])
-    return ((height > c.table_clearance_m) & (height < c.max_height_m)
-            & (points[:, 0] >= c.region_x_m[0]) & (points[:, 0] <= c.region_x_m[1])
-            & (points[:, 1] >= c.region_y_m[0]) & (points[:, 1] <= c.region_y_m[1])
-            & (radius > c.base_radius_m))
+    return (height > c.table_clearance_m) & (height < c.max_height_m) & \
+        _on_table_region(points, c)
 
 
 def table_surface(points: FloatArray, config: ObjectStateConfig) -> npt.NDArray[np.bool_]:
     """``[N]``: points on the bare table top (in the region, within the table clearance)."""
     c = config
     height = points[:, 2] - c.table_height_m
-    radius = np.hypot(points[:, 0], points[:, 1])
-    return ((np.abs(height) <= c.table_clearance_m)
-            & (points[:, 0] >= c.region_x_m[0]) & (points[:, 0] <= c.region_x_m[1])
-            & (points[:, 1] >= c.region_y_m[0]) & (points[:, 1] <= c.region_y_m[1])
-            & (radius > c.base_radius_m))
+    return (np.abs(height) <= c.table_clearance_m) & _on_table_region(points, c)
 
 
 # --- the arm ----------------------------------------------------------------------------------
@@ -365,12 +367,20 @@ def cluster_objects(points: FloatArray, colours: FloatArray, config: ObjectState
                      tuple(f[5] for f in found))
 
 
+def object_candidates(points: FloatArray, config: ObjectStateConfig,
+                      arm: list[Capsule] | None) -> npt.NDArray[np.bool_]:
+    """``[N]``: the points that can belong to objects: above the table, not the robot
+    (``arm``: capsules of the robot to mask out)."""
+    keep = above_table(points, config)
+    if arm:
+        keep[keep] = ~points_in_capsules(points[keep], arm, config.arm_margin_m)
+    return keep
+
+
 def extract_objects(points: FloatArray, colours: FloatArray, config: ObjectStateConfig,
                     arm: list[Capsule] | None) -> ObjectSet:
     """Objects in a frame's world points (``arm``: capsules of the robot to mask out)."""
-    keep = above_table(points, config)
-    if arm:
-        keep &= ~points_in_capsules(points, arm, config.arm_margin_m)
+    keep = object_candidates(points, config, arm)
     return cluster_objects(points[keep], colours[keep], config)
 
 
@@ -620,9 +630,7 @@ class ObjectStateEstimator:
         (without a goal: its largest objects by position)."""
         c = self.config
         points, colours = self._points(rgb, depth_m, c.max_points)
-        capsules = self.arm.capsules(q, gripper_width_m)
-        keep = above_table(points, c)
-        keep[keep] = ~points_in_capsules(points[keep], capsules, c.arm_margin_m)
+        keep = object_candidates(points, c, self.arm.capsules(q, gripper_width_m))
         objects = cluster_objects(points[keep], colours[keep], c)
         if self.goal_rows is None or self._last_seen is None:
             return goal_slot_rows(objects, c.max_objects)
@@ -653,8 +661,8 @@ class ObjectStateEstimator:
                     if not seen:
                         rows[k] = self._last_seen[k]
                     rows[k, :2] = placement.centre
-                else:
-                    rows[k] = self._last_seen[k] if last else rows[k]
+                elif last:
+                    rows[k] = self._last_seen[k]
             elif not seen:
                 rows[k] = self._last_seen[k]
             if rows[k, 2] > 0.5:

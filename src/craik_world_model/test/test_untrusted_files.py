@@ -137,7 +137,8 @@ def test_wrong_sha256_is_refused_before_the_file_is_parsed(tmp_path, tiny_model,
 
 
 def test_pickle_with_a_wrong_sha256_is_refused_unexecuted(tmp_path, marker, tiny_config):
-    d = _model_dir(tmp_path, tiny_config, b'placeholder')
+    # The manifest lists the sha256 of these bytes; the pickle written over them differs.
+    d = _model_dir(tmp_path, tiny_config, b'the weights the manifest lists')
     (d / MODEL_FILE).write_bytes(b'\x00' * 8 + b'{' + pickle.dumps(_CreatesFile(marker)))
     with pytest.raises(CheckpointError, match='does not match the manifest'):
         load_runtime(d, backend='torch')
