@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite (pytest, configured in pyproject.toml). Expects `source env.bash` done.
 #
-# With no arguments, the end-to-end system tests (test/test_reach_goal_system.py, a whole
-# simulated graph) run in a pytest process of their own after everything else: inside the
+# With no arguments, the end-to-end system tests (each starts a whole simulated graph) run in a
+# pytest process of their own after everything else: inside the
 # same process as the other ~400 tests their graph's nodes were starved of CPU (see the
 # module's docstring), while on their own they are reliable. With arguments, pytest runs
 # exactly what was asked.
@@ -10,7 +10,7 @@
 # a failure of the code under test, so it is reported and mapped to success.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-SYSTEM_TESTS=test/test_reach_goal_system.py
+SYSTEM_TESTS=(test/test_reach_goal_system.py test/test_launch_system.py test/test_rviz_config.py)
 
 run() {
   python -m pytest "$@"
@@ -26,8 +26,10 @@ if [ "$#" -gt 0 ]; then
   run "$@"
   exit $?
 fi
-run --ignore="${SYSTEM_TESTS}"
+ignores=()
+for t in "${SYSTEM_TESTS[@]}"; do ignores+=("--ignore=${t}"); done
+run "${ignores[@]}"
 rc_main=$?
-run "${SYSTEM_TESTS}"
+run "${SYSTEM_TESTS[@]}"
 rc_system=$?
 [ "${rc_main}" = 0 ] && [ "${rc_system}" = 0 ]

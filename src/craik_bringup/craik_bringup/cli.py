@@ -3,8 +3,9 @@
 Subcommands live in the package that owns the capability; this module only knows their names,
 a one-line help, and the module that implements them. A command module provides
 ``configure_parser(parser: argparse.ArgumentParser) -> None`` and
-``run(args: argparse.Namespace) -> int``. Modules are imported only when their command runs, so
-`craik doctor` works even when, say, torch is broken.
+``run(args: argparse.Namespace) -> int``, and ``INTERMIXED_ARGS = True`` if options may stand
+between its positional arguments (``argparse``'s ``parse_intermixed_args``). Modules are
+imported only when their command runs, so `craik doctor` works even when, say, torch is broken.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ COMMANDS: dict[str, Command] = {
                          'tolerance', 'craik_bringup.fast_loop'),
     'eval': Command('closed-loop evaluation: learned model vs random shooting vs oracle',
                     'craik_bringup.evaluation'),
+    'launch': Command('start a graph of config/graphs/ (sim, robot, replay) without ros2 launch',
+                      'craik_bringup.launch_command'),
 }
 
 
@@ -83,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name].module)
     sub_parser = argparse.ArgumentParser(prog=f'craik {name}', description=COMMANDS[name].help)
     module.configure_parser(sub_parser)
-    args = sub_parser.parse_args(rest)
+    if getattr(module, 'INTERMIXED_ARGS', False):
+        args = sub_parser.parse_intermixed_args(rest)
+    else:
+        args = sub_parser.parse_args(rest)
     try:
         return int(module.run(args))
     except KeyboardInterrupt:

@@ -173,17 +173,21 @@ def check_torch() -> CheckResult:
                        f'{torch.get_num_threads()} threads')
 
 
-def check_gsplat() -> CheckResult:
+def check_mapping() -> CheckResult:
+    """What the gaussian_mapper renders and refines with on this machine."""
     import torch
 
     version = _version('gsplat')
-    if version == '?':
-        return CheckResult('gsplat', False, 'not installed', required=False)
     if not torch.cuda.is_available():
-        # No mapping node exists yet (issue: Gaussian-splat mapping); say only what is here.
-        return CheckResult('gsplat', True, f'{version} installed; its rasterizer needs CUDA, '
-                           'which this machine lacks', required=False)
-    return CheckResult('gsplat', True, f'{version}, CUDA rasterizer available', required=False)
+        where = f'gsplat {version} installed, unused' if version != '?' else 'gsplat absent'
+        return CheckResult('mapping', True, 'CPU renderer (craik_mapping.render, pure PyTorch); '
+                           f'no live refinement without CUDA ({where}: its rasterizer needs '
+                           'CUDA)', required=False)
+    if version == '?':
+        return CheckResult('mapping', False, 'CUDA present but gsplat is not installed: the map '
+                           'renders on the CPU and is not refined', required=False)
+    return CheckResult('mapping', True, f'gsplat {version} on CUDA: rendering and refinement '
+                       '(20 steps per keyframe)', required=False)
 
 
 def check_onnxruntime() -> CheckResult:
@@ -265,7 +269,7 @@ CHECKS: list[tuple[str, Callable[[], CheckResult], bool]] = [
     ('craik_interfaces', check_interfaces, True),
     ('DDS loopback', check_dds_loopback, True),
     ('torch', check_torch, True),
-    ('gsplat', check_gsplat, False),
+    ('mapping', check_mapping, False),
     ('onnxruntime', check_onnxruntime, True),
     ('TensorRT', check_tensorrt, False),
     ('MuJoCo', check_mujoco, True),

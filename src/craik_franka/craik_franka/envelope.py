@@ -15,6 +15,9 @@ values; nothing is clipped. Checks, in order:
     8. inverse kinematics finds a solution within the joint limits (minus a margin) for points
        spaced at most ik_path_step along the straight path, warm-started from the current joints.
 
+Streamed targets (/franka/target) are first checked by :func:`streamed_command`: the frame and
+the stamp (STALE, WRONG_FRAME); what passes becomes a STREAMED command for the checks above.
+
 The reason codes are the REASON_* constants of craik_interfaces/action/MoveEndEffector.
 """
 
@@ -27,6 +30,7 @@ import math
 import numpy as np
 
 from craik_franka.kinematics import (
+    BASE_FRAME,
     HELD_ORIENTATION_XYZW,
     Fr3Kinematics,
     quaternion_to_matrix,
@@ -146,6 +150,36 @@ class Rejection:
 
     def __str__(self) -> str:
         return f'{self.reason.name}: {self.message}'
+
+
+_NANOSECONDS_PER_SECOND = 1_000_000_000
+
+
+def streamed_command(frame_id: str, stamp_sec: int, stamp_nanosec: int, now_ns: int,
+                     stream_timeout: float, position: tuple[float, ...],
+                     gripper: float | None, dynamics_factor: float) -> MotionCommand | Rejection:
+    """A streamed target (craik_interfaces/CartesianTarget) as a STREAMED command, or why not.
+
+    ``stamp_sec``/``stamp_nanosec``: the header stamp (builtin_interfaces/Time); ``now_ns``: the
+    node's clock now, in nanoseconds. Refused before the envelope: a frame other than '' or
+    fr3_link0 (WRONG_FRAME); a stamp that is unset, not a valid time (negative seconds,
+    nanoseconds of a second or more) or more than ``stream_timeout`` seconds from now, in
+    either direction (STALE). Everything else is the envelope's to check.
+    """
+    if frame_id not in ('', BASE_FRAME):
+        return Rejection(Reason.WRONG_FRAME, f'frame_id {frame_id!r} is not {BASE_FRAME}')
+    if stamp_sec == 0 and stamp_nanosec == 0:
+        return Rejection(Reason.STALE, 'header.stamp is not set')
+    if stamp_sec < 0 or not 0 <= stamp_nanosec < _NANOSECONDS_PER_SECOND:
+        # rclpy's Time.from_msg raises on these: that exception, in a subscription callback,
+        # took the whole node down.
+        return Rejection(Reason.STALE, f'header.stamp (sec {stamp_sec}, nanosec '
+                         f'{stamp_nanosec}) is not a valid time')
+    age = (now_ns - (stamp_sec * _NANOSECONDS_PER_SECOND + stamp_nanosec)) * 1e-9
+    if abs(age) > stream_timeout:
+        return Rejection(Reason.STALE, f'target is {age:.3f} s old (stream_timeout '
+                         f'{stream_timeout:g} s)')
+    return MotionCommand(int(Mode.STREAMED), tuple(position), gripper, dynamics_factor)
 
 
 def _fmt(values: np.ndarray | tuple[float, ...]) -> str:

@@ -31,12 +31,11 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from craik_franka.config import FrankaControllerConfig, parameter_specs
-from craik_franka.envelope import Mode, MotionCommand, Reason, Rejection
+from craik_franka.envelope import MotionCommand, Reason, Rejection, streamed_command
 from craik_franka.kinematics import ARM_JOINTS, BASE_FRAME, FINGER_JOINTS, matrix_to_quaternion
 from craik_franka.robot_session import MotionHandle, Outcome, RobotSession, Snapshot
 from craik_interfaces.action import MoveEndEffector
@@ -238,37 +237,24 @@ class FrankaControllerNode(Node):
         session = self.session
         if session is None:
             return
-        rejection = self._stream_rejection(msg)
-        if rejection is None:
-            command = MotionCommand(
-                mode=int(Mode.STREAMED), target=(msg.position.x, msg.position.y, msg.position.z),
-                gripper=float(msg.gripper) if msg.move_gripper else None,
-                dynamics_factor=float(msg.dynamics_factor))
-            started = session.submit(command, 'stream')
-            if isinstance(started, Rejection):
-                rejection = started
-            else:
+        checked = streamed_command(
+            msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec,
+            self.get_clock().now().nanoseconds, self.config.stream_timeout,
+            (msg.position.x, msg.position.y, msg.position.z),
+            float(msg.gripper) if msg.move_gripper else None, float(msg.dynamics_factor))
+        if isinstance(checked, Rejection):
+            rejection = checked
+            session.note_rejection(rejection)
+        else:
+            started = session.submit(checked, 'stream')
+            if not isinstance(started, Rejection):
                 with self._stream_lock:
                     self._last_stream_rx = time.monotonic()
                 return
-        else:
-            session.note_rejection(rejection)
+            rejection = started
         self._stream_rejections += 1
         self.get_logger().warning(f'streamed target rejected: {rejection}',
                                   throttle_duration_sec=1.0)
-
-    def _stream_rejection(self, msg: CartesianTarget) -> Rejection | None:
-        if msg.header.frame_id not in ('', BASE_FRAME):
-            return Rejection(Reason.WRONG_FRAME, f'frame_id {msg.header.frame_id!r} is not '
-                             f'{BASE_FRAME}')
-        stamp = Time.from_msg(msg.header.stamp)
-        if stamp.nanoseconds == 0:
-            return Rejection(Reason.STALE, 'header.stamp is not set')
-        age = (self.get_clock().now() - stamp).nanoseconds * 1e-9
-        if abs(age) > self.config.stream_timeout:
-            return Rejection(Reason.STALE, f'target is {age:.3f} s old (stream_timeout '
-                             f'{self.config.stream_timeout:g} s)')
-        return None
 
     def _check_stream(self) -> None:
         session = self.session

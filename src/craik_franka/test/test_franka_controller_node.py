@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+from builtin_interfaces.msg import Time as TimeMsg
 from franky_sim_server import FrankySimServer
 from geometry_msgs.msg import PoseStamped
 import numpy as np
@@ -304,6 +305,11 @@ def test_stale_or_foreign_targets_are_rejected(rig):
     publish_target(client, position + [0.2, 0.0, 0.0])
     status = client.wait_status(lambda s: s.rejected_commands == before + 3, 5.0)
     assert 'STEP_TOO_LARGE' in status.last_rejection
+    # A negative stamp made rclpy's Time.from_msg raise inside the callback, which took the
+    # whole node down (found by the command fuzzing): now it is one more STALE rejection.
+    publish_target(client, position, stamp=TimeMsg(sec=-1, nanosec=0))
+    status = client.wait_status(lambda s: s.rejected_commands == before + 4, 5.0)
+    assert 'STALE' in status.last_rejection and 'not a valid time' in status.last_rejection
     assert not status.moving
 
 

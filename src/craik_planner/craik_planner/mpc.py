@@ -128,7 +128,11 @@ class MpcEpisode:
         """Plan from the current latent; ``deadline`` is an absolute ``time.monotonic()``;
         ``gripper``: the gripper's state now (0 open ... 1 closed); with ``hold_gripper`` every
         planned and executed gripper command is that state, rounded to open or closed (None:
-        the gripper is planned like the other dimensions)."""
+        the gripper is planned like the other dimensions).
+
+        Raises ValueError for a non-finite latent, a non-finite energy of the current
+        observation, or a plan without a single finite rollout energy (a broken model must
+        stop the goal, not steer the arm)."""
         start = time.monotonic()
         z0 = np.asarray(observation_latent)
         if not np.all(np.isfinite(z0)):
@@ -144,6 +148,11 @@ class MpcEpisode:
             self.goal = goal
         tolerance = self.config.energy_tolerance if energy_tolerance is None else energy_tolerance
         current = float(self.backend.state_energy(z0, self.goal))
+        if not np.isfinite(current):
+            # NaN <= tolerance is False: the episode would plan on, never reach, on a broken
+            # model; stop it with a reason instead.
+            raise ValueError(f'the backend returned a non-finite energy ({current}) for the '
+                             'current observation')
         if current <= tolerance:
             return StepOutcome(True, current, np.zeros(self.bounds.dim), None,
                                time.monotonic() - start)

@@ -39,9 +39,10 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from craik_interfaces.action import ReachGoal
 from craik_interfaces.msg import CartesianTarget, ControllerStatus, GroundTruth
-from craik_perception.image_conversion import ImageDecodeError, decode_image
-from craik_planner.action_space import GRIPPER_INDEX, CommandLimits, limit_target
+from craik_perception.image_conversion import decode_image
+from craik_planner.action_space import CommandLimits, step_target
 from craik_planner.backends import OracleBackend, WorldModelBackend
+from craik_planner.goal_validation import GoalDefaults, GoalRejectedError, validate_goal
 from craik_planner.mpc import MpcConfig, MpcEpisode, Observation, planned_ee_path
 from craik_planner.planning import PlannerConfig
 
@@ -50,9 +51,6 @@ DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
 GRIPPER_MAX_WIDTH_M = 0.08
 CAMERA_POSE_TOPIC = '/calibration/camera_pose'
 ARM_JOINT_NAMES = tuple(f'fr3_joint{i}' for i in range(1, 8))
-# The gripper is commanded open/closed only when the planned command crosses these.
-GRIPPER_CLOSE_ABOVE = 0.75
-GRIPPER_OPEN_BELOW = 0.25
 Result = ReachGoal.Result
 
 # name -> (default, description, range or None). The YAML block is config/mpc_planner.yaml.
@@ -113,10 +111,6 @@ def _descriptor(description: str, bounds: tuple[float, float] | None,
     return descriptor
 
 
-class GoalRejectedError(ValueError):
-    """A goal that cannot be executed as given; the message is the reason sent back."""
-
-
 @dataclass
 class _Latest:
     """Most recent sensor messages, copied out of the callbacks under a lock."""
@@ -149,40 +143,6 @@ def _newest_pair(colors: list[Image], depths: list[Image]) -> tuple[Image, Image
         if best is not None and abs(_stamp_s(best) - t) <= PAIR_TOLERANCE_S:
             return color, best
     return None
-
-
-def decode_goal(goal: ReachGoal.Goal) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate and decode the goal image (rgb8/bgr8) and optional depth (16UC1 mm / 32FC1 m)."""
-    img = goal.goal_image
-    try:
-        rgb = decode_image(img.encoding, img.width, img.height, img.step, img.data,
-                           is_bigendian=img.is_bigendian, expected_encodings=('rgb8', 'bgr8'),
-                           copy=True)
-    except ImageDecodeError as exc:
-        raise GoalRejectedError(f'goal_image: {exc}') from None
-    if img.encoding == 'bgr8':
-        rgb = np.ascontiguousarray(rgb[..., ::-1])
-    depth_msg = goal.goal_depth
-    if depth_msg.width == 0 and depth_msg.height == 0 and not depth_msg.data:
-        return rgb, None
-    try:
-        depth = decode_image(depth_msg.encoding, depth_msg.width, depth_msg.height,
-                             depth_msg.step, depth_msg.data, is_bigendian=depth_msg.is_bigendian,
-                             expected_encodings=('16UC1', '32FC1'))
-    except ImageDecodeError as exc:
-        raise GoalRejectedError(f'goal_depth: {exc}') from None
-    if depth.shape != rgb.shape[:2]:
-        raise GoalRejectedError(
-            f'goal_depth is {depth.shape[1]}x{depth.shape[0]} but goal_image is '
-            f'{rgb.shape[1]}x{rgb.shape[0]}: depth must be aligned to colour')
-    if depth_msg.encoding == '16UC1':
-        depth_m = depth.astype(np.float32) * 1e-3
-    else:
-        if not np.isfinite(depth).all():
-            raise GoalRejectedError('goal_depth (32FC1) contains NaN or infinite values; use 0 '
-                                    'for pixels without a depth return')
-        depth_m = depth.astype(np.float32)
-    return rgb, depth_m
 
 
 class MpcPlannerNode(Node):
@@ -525,24 +485,19 @@ class MpcPlannerNode(Node):
         finally:
             self._preempted.discard(id(goal_handle))
 
-    def _limits(self, goal: ReachGoal.Goal) -> tuple[float, int, float]:
-        for name in ('energy_tolerance',):
-            value = getattr(goal, name)
-            if not np.isfinite(value) or value < 0.0:
-                raise GoalRejectedError(f'{name} must be a finite value >= 0, got {value}')
-        timeout = goal.timeout.sec + 1e-9 * goal.timeout.nanosec
-        if timeout < 0.0:
-            raise GoalRejectedError(f'timeout must be >= 0, got {timeout} s')
-        default_tol = (self.p('oracle_energy_tolerance') if self.p('backend') == 'oracle'
-                       else self.p('energy_tolerance'))
-        return (goal.energy_tolerance or default_tol, goal.max_steps or self.p('max_steps'),
-                timeout or self.p('goal_timeout'))
+    def _goal_defaults(self) -> GoalDefaults:
+        """What a goal's zero tolerance, step count and timeout stand for."""
+        tolerance = (self.p('oracle_energy_tolerance') if self.p('backend') == 'oracle'
+                     else self.p('energy_tolerance'))
+        return GoalDefaults(energy_tolerance=tolerance, max_steps=self.p('max_steps'),
+                            timeout_s=self.p('goal_timeout'))
 
     def _run_goal(self, goal_handle: ServerGoalHandle, goal: ReachGoal.Goal) -> ReachGoal.Result:
         assert self._backend is not None
         backend = self._backend
-        tolerance, max_steps, timeout = self._limits(goal)
-        rgb, depth = decode_goal(goal)
+        valid = validate_goal(goal, self._goal_defaults())
+        tolerance, max_steps, timeout = valid.energy_tolerance, valid.max_steps, valid.timeout_s
+        rgb, depth = valid.rgb, valid.depth_m
         self._await_camera_pose(_stamp_s(goal.goal_image))
         now = self._observation()
         gripper = now.gripper if isinstance(now, Observation) else 0.0
@@ -602,33 +557,16 @@ class MpcPlannerNode(Node):
                 return self._finish(goal_handle, Result.STATUS_MAX_STEPS,
                                     f'{max_steps} steps without reaching the goal (energy '
                                     f'{energy:.4f}, tolerance {tolerance:.4f})', step, energy)
-            action = outcome.action
             if gripper_closed is None:
                 gripper_closed = obs.gripper >= 0.5
-            # Hysteresis: a plan hovering around 0.5 must not toggle the gripper every step.
-            command: float | None = None
-            if action[GRIPPER_INDEX] >= GRIPPER_CLOSE_ABOVE and not gripper_closed:
-                command, gripper_closed = 1.0, True
-            elif action[GRIPPER_INDEX] <= GRIPPER_OPEN_BELOW and gripper_closed:
-                command, gripper_closed = 0.0, False
-            # Chain from the previous commanded target, as franky chains relative motions (and
-            # as the training data was collected), unless the arm is too far behind it for the
-            # controller's per-command limit; then start from where the arm is.
-            base = obs.ee_position
-            max_step = self._command_limits.max_step_m
-            if last_target is not None and np.all(
-                    np.abs(last_target + action[:3] - obs.ee_position) <= max_step):
-                base = last_target
-            # Never send what the controller would reject: the planner samples displacements,
-            # not positions, so a plan may point out of the box (pushing down onto the table).
-            last_target, notes = limit_target(base + action[:3], self._ee_now(obs),
-                                              self._command_limits)
-            if notes:
-                self.get_logger().info(f'step {step + 1}: target limited ({", ".join(notes)})',
-                                       throttle_duration_sec=2.0)
-                action = action.copy()
-                action[:3] = last_target - base
-            self._send_target(last_target, command)
+            # The plan -> target mapping (chaining, box and step limits, gripper hysteresis).
+            sent = step_target(outcome.action, obs.ee_position, self._ee_now(obs), last_target,
+                               gripper_closed, self._command_limits)
+            last_target, gripper_closed, action = sent.target, sent.gripper_closed, sent.action
+            if sent.notes:
+                self.get_logger().info(f'step {step + 1}: target limited '
+                                       f'({", ".join(sent.notes)})', throttle_duration_sec=2.0)
+            self._send_target(last_target, sent.gripper)
             not_before = self._now_s()
             next_step = max(next_step + period, time.monotonic())
             feedback = ReachGoal.Feedback(step=step + 1, best_energy=float(outcome.plan.energy),

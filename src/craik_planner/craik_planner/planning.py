@@ -136,6 +136,27 @@ def _check_energies(energies: FloatArray, n: int) -> npt.NDArray[np.float64]:
     return np.where(np.isfinite(e), e, np.inf)
 
 
+def _mppi_weights(energies: npt.NDArray[np.float64], temperature: float
+                  ) -> npt.NDArray[np.float64]:
+    """Softmin weights ``[N]`` of a batch's energies (non-finite ones ranked ``inf``).
+
+    The temperature is relative to the batch's spread, so the same setting works for latent
+    distances and metric errors alike; that makes the weights invariant to scaling the
+    energies, which are therefore divided by their largest magnitude first: energies near the
+    float64 range (1e308) would otherwise overflow the shift and the spread into NaN weights.
+    Without any finite energy every sequence weighs the same.
+    """
+    finite = np.isfinite(energies)
+    if not finite.any():
+        return np.full(energies.shape, 1.0 / energies.size)
+    scale = float(np.max(np.abs(energies[finite])))
+    e = energies / scale if scale > 0.0 else energies
+    shifted = np.where(finite, e - e[finite].min(), np.inf)
+    spread = float(np.std(e[finite])) if finite.sum() > 1 else 1.0
+    weights = np.exp(-shifted / (temperature * max(spread, 1e-12)))
+    return weights / weights.sum()
+
+
 def plan(rollout_energy: RolloutEnergy, z0: FloatArray, goal: FloatArray,
          config: PlannerConfig, rng: np.random.Generator,
          bounds: ActionBounds | None = None, warm_start: WarmStart | None = None,
@@ -153,6 +174,10 @@ def plan(rollout_energy: RolloutEnergy, z0: FloatArray, goal: FloatArray,
 
     Returns:
         The best evaluated sequence, always inside ``bounds``.
+
+    Raises:
+        ValueError: ``rollout_energy`` returned the wrong number of energies, or not a single
+            finite one in the whole call (there is no best sequence to return).
     """
     bounds = bounds or ActionBounds()
     start = time.monotonic()
@@ -203,13 +228,7 @@ def plan(rollout_energy: RolloutEnergy, z0: FloatArray, goal: FloatArray,
             new_mean = elites.mean(axis=0)
             new_std = elites.std(axis=0)
         else:
-            finite = np.isfinite(energies)
-            shifted = np.where(finite, energies - energies[finite].min(), np.inf)
-            # Temperature relative to this batch's spread: the same setting works for latent
-            # distances and metric errors alike.
-            spread = float(np.std(energies[finite])) if finite.sum() > 1 else 1.0
-            weights = np.exp(-shifted / (config.temperature * max(spread, 1e-12)))
-            weights /= weights.sum()
+            weights = _mppi_weights(energies, config.temperature)
             new_mean = np.einsum('n,nha->ha', weights, candidates)
             new_std = np.sqrt(np.einsum('n,nha->ha', weights, (candidates - new_mean) ** 2))
         mean = config.momentum * mean + (1.0 - config.momentum) * new_mean
@@ -223,6 +242,11 @@ def plan(rollout_energy: RolloutEnergy, z0: FloatArray, goal: FloatArray,
         if np.all(std <= min_std * (1.0 + 1e-9)):
             break
 
+    if not math.isfinite(best_energy):
+        # Nothing was scored: executing the (warm-start) mean would move the arm on no
+        # information at all.
+        raise ValueError(f'rollout_energy returned no finite energy for any of the '
+                         f'{evaluations} sequences evaluated (a model blow-up?)')
     return PlanResult(actions=best_actions, energy=best_energy, mean=mean, std=std,
                       iterations=len(history), evaluations=evaluations,
                       elapsed_s=time.monotonic() - start, deadline_hit=deadline_hit,

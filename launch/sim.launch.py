@@ -1,0 +1,39 @@
+"""craik's simulated lab: franky-sim FR3 + simulated D435, franka_controller, mpc_planner.
+
+    ros2 launch launch/sim.launch.py robot_ip:=127.0.0.1 rviz:=true
+
+The same graph `make demo`, `craik eval` and the system tests start (craik_bringup.graph).
+
+The graph (nodes, parameter files, remappings, arguments and their conditions) is
+config/graphs/sim.yaml, the same file `craik launch sim` starts without ros2 launch; this
+file only turns it into launch actions (craik_bringup.launch_description builds the plain data,
+`ros2 launch launch/sim.launch.py --show-args` lists the arguments).
+"""
+
+from pathlib import Path
+import tempfile
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch_ros.actions import Node
+
+from craik_bringup.launch_description import build, declare
+
+GRAPH = 'sim'
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _nodes(context):
+    # The argument values are known only here, at launch time: the generator resolves the
+    # description's conditions and substitutions exactly as `craik launch` does, and writes
+    # inline parameters to files (launch_ros would re-read a string parameter as YAML).
+    params_dir = Path(tempfile.mkdtemp(prefix=f'craik-{GRAPH}-params-'))
+    return [Node(**kwargs)
+            for kwargs in build(GRAPH, context.launch_configurations, ROOT, params_dir)]
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription([
+        *(DeclareLaunchArgument(**kwargs) for kwargs in declare(GRAPH, ROOT)),
+        OpaqueFunction(function=_nodes),
+    ])
