@@ -23,6 +23,7 @@ from goal_fuzzing import (
     goal_specs,
 )
 from hypothesis import HealthCheck, event, given, settings
+import numpy as np
 import pytest
 
 from craik_perception.image_conversion import MAX_PIXELS
@@ -98,7 +99,6 @@ def test_huge_declared_images_are_rejected_before_any_allocation(width, height, 
 @pytest.mark.parametrize('value', [-1.0, -1e-30, 65.536, 3.4e38])
 def test_negative_or_implausibly_far_depth_is_rejected(value):
     """Found by the fuzzing: a 32FC1 goal depth of -1 m was accepted (only NaN/inf were)."""
-    import numpy as np
     depth = np.array([[0.5, value], [1.0, 0.0]], dtype='<f4')
     spec = GoalSpec(VALID_IMAGE, ImageSpec('32FC1', 2, 2, 8, depth.tobytes()), 0.0, 0, 0, 0)
     with pytest.raises(GoalRejectedError, match=r'^goal_depth \(32FC1\) has values in'):
