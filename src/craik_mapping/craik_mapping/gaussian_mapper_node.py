@@ -334,7 +334,11 @@ class GaussianMapperNode(Node):
             now = time.monotonic()
             if now >= next_publish:
                 next_publish = now + self.p('publish_period')
-                self._publish()
+                try:
+                    self._publish()
+                except Exception as exc:  # a failed publish must not stop the map thread
+                    self.get_logger().error(f'publishing the map failed: {exc!r}',
+                                            throttle_duration_sec=5.0)
             if now - last_report > 10.0:
                 last_report = now
                 with self._lock:

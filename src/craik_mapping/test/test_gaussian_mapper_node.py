@@ -92,7 +92,7 @@ class _Client(Node):
                 rclpy.spin_once(self, timeout_sec=0.05)
                 if self.clouds and self.clouds[-1].header.stamp == stamp:
                     return
-        raise AssertionError('the mapper never integrated a frame')
+        raise AssertionError('the mapper never integrated the frame')
 
     def call(self, client: Any, request: Any, timeout_s: float = 30.0) -> Any:
         assert client.wait_for_service(timeout_sec=timeout_s), 'mapping service not available'
