@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 import math
+import os
 from pathlib import Path
 import queue
 import threading
@@ -34,6 +35,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointFie
 from std_srvs.srv import Trigger
 
 from craik_interfaces.srv import SaveMap
+from craik_perception.dds_profile import apply_large_data_profile
 from craik_perception.image_conversion import decode_image
 
 COLOR_TOPIC = '/camera/camera/color/image_raw'
@@ -520,8 +522,12 @@ class GaussianMapperNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Console script ``gaussian_mapper``."""
+    # The map cloud is ~1 MB per message: the camera's large-data profile keeps Fast DDS from
+    # losing it on the way to rviz2 and other subscribers on this machine.
+    dds_note = apply_large_data_profile(os.environ)
     rclpy.init(args=args)
     node = GaussianMapperNode()
+    node.get_logger().info(dds_note)
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:

@@ -11,6 +11,7 @@ where it is now; then the published cloud and render, the save path validation a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import os
 from pathlib import Path
 import time
 from typing import Any
@@ -35,6 +36,7 @@ from craik_mapping.gaussian_mapper_node import (
 )
 from craik_mapping.ply import load_ply
 from craik_mapping.sim_sequences import SimFrame, push_sequence
+from craik_perception.dds_profile import apply_large_data_profile
 
 SEED = 3
 CUBE_HALF_M = 0.025
@@ -59,6 +61,7 @@ class _Client(Node):
         self.create_subscription(PointCloud2, GAUSSIANS_TOPIC, self.clouds.append, 1)
         self.create_subscription(Image, RENDER_COLOR_TOPIC, self.renders.append, 1)
         self.save = self.create_client(SaveMap, '/mapping/save')
+        self.node_log: Callable[[], str] = lambda: '(not started)'
         self.reset = self.create_client(Trigger, '/mapping/reset')
 
     def publish(self, frame: SimFrame) -> Any:
@@ -92,7 +95,8 @@ class _Client(Node):
                 rclpy.spin_once(self, timeout_sec=0.05)
                 if self.clouds and self.clouds[-1].header.stamp == stamp:
                     return
-        raise AssertionError('the mapper never integrated the frame')
+        raise AssertionError('the mapper never integrated the frame; its log:\n' +
+                             self.node_log())
 
     def call(self, client: Any, request: Any, timeout_s: float = 30.0) -> Any:
         assert client.wait_for_service(timeout_sec=timeout_s), 'mapping service not available'
@@ -112,8 +116,16 @@ def client(module_node_process: Callable[..., Any]) -> Iterator[_Client]:
     process = module_node_process('craik_mapping.gaussian_mapper_node',
                                   keyframe_min_interval=0.0, keyframe_max_interval=0.05,
                                   publish_period=0.5)
-    rclpy.init()
-    node = _Client()
+    # This process stands in for the camera: without the camera node's large-data profile Fast
+    # DDS loses most best-effort 640x480 frames between processes (craik_perception.dds_profile).
+    with pytest.MonkeyPatch.context() as patch:
+        environ = dict(os.environ)
+        apply_large_data_profile(environ)
+        for name in environ.keys() - os.environ.keys():
+            patch.setenv(name, environ[name])
+        rclpy.init()
+        node = _Client()  # its DDS participant reads the profile now
+    node.node_log = process.log
     try:
         assert node.save.wait_for_service(timeout_sec=60.0), process.log()
         yield node
