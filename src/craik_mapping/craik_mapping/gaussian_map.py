@@ -23,6 +23,8 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from craik_world_model.object_state import ObjectStateError, checked_camera
+
 # Degree-0 spherical harmonic: colour = 0.5 + SH_C0 * f_dc (the 3DGS convention).
 SH_C0 = 0.28209479177387814
 # Voxel indices are packed into one int64 key: 21 bits per axis around zero.
@@ -123,22 +125,22 @@ class Frame:
 def check_camera(intrinsics: npt.ArrayLike, world_from_camera: npt.ArrayLike,
                  width: int | None = None, height: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(K [3, 3], T [4, 4])`` as float64 arrays; MappingError unless K is a finite pinhole
-    matrix (fx, fy > 0) and T a finite rigid transform."""
-    k = np.asarray(intrinsics, dtype=np.float64)
-    t = np.asarray(world_from_camera, dtype=np.float64)
-    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 \
-            or abs(k[0, 1]) > 1e-9 or not np.allclose(k[2], (0.0, 0.0, 1.0)):
-        raise MappingError(f'intrinsics must be a finite pinhole 3x3 K with fx, fy > 0, '
+    """``(K [3, 3], T [4, 4])`` as float64 arrays: the object state's camera check
+    (``checked_camera``: finite K with fx, fy > 0, finite rigid T), and further a pinhole K
+    (no skew, last row 0 0 1) whose principal point lies in the ``width x height`` image and a
+    proper rotation with last row 0 0 0 1; MappingError names what is wrong."""
+    try:
+        k, t = checked_camera(np.asarray(intrinsics), np.asarray(world_from_camera))
+    except ObjectStateError as exc:
+        raise MappingError(str(exc)) from None
+    if abs(k[0, 1]) > 1e-9 or not np.allclose(k[2], (0.0, 0.0, 1.0)):
+        raise MappingError(f'intrinsics must be a pinhole 3x3 K (no skew, last row 0 0 1), '
                            f'got {k.tolist()}')
     if width is not None and height is not None and \
             not (0 <= k[0, 2] <= width and 0 <= k[1, 2] <= height):
         raise MappingError(f'principal point ({k[0, 2]}, {k[1, 2]}) is outside the '
                            f'{width}x{height} image: intrinsics of another resolution?')
-    if t.shape != (4, 4) or not np.all(np.isfinite(t)):
-        raise MappingError(f'world_from_camera must be a finite 4x4 matrix, got shape {t.shape}')
-    if not np.allclose(t[:3, :3] @ t[:3, :3].T, np.eye(3), atol=1e-4) or \
-            not np.allclose(t[3], (0.0, 0.0, 0.0, 1.0)) or np.linalg.det(t[:3, :3]) < 0:
+    if not np.allclose(t[3], (0.0, 0.0, 0.0, 1.0)) or np.linalg.det(t[:3, :3]) < 0:
         raise MappingError('world_from_camera must be a rigid transform (orthonormal rotation, '
                            'det +1, last row 0 0 0 1)')
     return k, t
@@ -326,6 +328,23 @@ class GaussianMap:
         self.last_seen = torch.full((n,), self.frames_integrated, dtype=torch.int64, device=dev)
         self.misses = torch.zeros(n, dtype=torch.int64, device=dev)
 
+    def append(self, means: torch.Tensor, quats: torch.Tensor, log_scales: torch.Tensor,
+               opacity_logits: torch.Tensor, sh_dc: torch.Tensor,
+               keys: torch.Tensor | None = None, last_seen: torch.Tensor | None = None,
+               misses: torch.Tensor | None = None) -> None:
+        """Add Gaussians (``[M, ...]`` parameters) with their bookkeeping: ``keys`` default to
+        the voxels of ``means``, ``last_seen`` to now, ``misses`` to none."""
+        m = int(means.shape[0])
+        added = {'means': means, 'quats': quats, 'log_scales': log_scales,
+                 'opacity_logits': opacity_logits, 'sh_dc': sh_dc,
+                 'keys': voxel_keys(means, self.config.voxel_m) if keys is None else keys,
+                 'last_seen': torch.full((m,), self.frames_integrated, dtype=torch.int64,
+                                         device=self.device) if last_seen is None else last_seen,
+                 'misses': torch.zeros(m, dtype=torch.int64, device=self.device)
+                 if misses is None else misses}
+        for name in BOOKKEEPING:
+            setattr(self, name, torch.cat([getattr(self, name), added[name]]))
+
     def keep(self, selection: torch.Tensor) -> None:
         """Keep only the Gaussians where ``selection [N]`` (bool) is True."""
         for name in BOOKKEEPING:
@@ -449,17 +468,8 @@ class GaussianMap:
             quats[flat] = quaternion_z_to(nsum[flat] / nnorm[flat, None])
             log_scales[flat, 2] += math.log(c.normal_scale_ratio)
         logit = math.log(c.initial_opacity / (1.0 - c.initial_opacity))
-        self.means = torch.cat([self.means, mean])
-        self.quats = torch.cat([self.quats, quats])
-        self.log_scales = torch.cat([self.log_scales, log_scales])
-        self.opacity_logits = torch.cat([self.opacity_logits,
-                                         torch.full((m,), logit, device=self.device)])
-        self.sh_dc = torch.cat([self.sh_dc, (colour - 0.5) / SH_C0])
-        self.keys = torch.cat([self.keys, uniq])
-        self.last_seen = torch.cat([self.last_seen, torch.full(
-            (m,), self.frames_integrated, dtype=torch.int64, device=self.device)])
-        self.misses = torch.cat([self.misses, torch.zeros(m, dtype=torch.int64,
-                                                          device=self.device)])
+        self.append(mean, quats, log_scales, torch.full((m,), logit, device=self.device),
+                    (colour - 0.5) / SH_C0, keys=uniq)
         return m
 
     def _evict(self) -> int:

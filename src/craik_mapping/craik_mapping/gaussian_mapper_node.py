@@ -32,11 +32,12 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from craik_interfaces.srv import SaveMap
 from craik_perception.dds_profile import apply_large_data_profile
-from craik_perception.image_conversion import decode_image
+from craik_perception.ros_image import image_to_array, stamp_to_ns, to_image
 
 COLOR_TOPIC = '/camera/camera/color/image_raw'
 COLOR_INFO_TOPIC = '/camera/camera/color/camera_info'
@@ -48,6 +49,7 @@ RENDER_DEPTH_TOPIC = '/mapping/render/depth'
 ARM_JOINT_NAMES = tuple(f'fr3_joint{i}' for i in range(1, 8))
 FINGER_JOINT_NAMES = ('fr3_finger_joint1', 'fr3_finger_joint2')
 WORLD_FRAME = 'fr3_link0'
+CAMERA_FRAME = 'camera_color_optical_frame'
 # Colour and depth frames are one observation when their stamps are this close (s).
 PAIR_TOLERANCE_S = 0.5 / 15.0
 POSE_SOURCES = ('calibration', 'topic', 'wrist')
@@ -421,13 +423,10 @@ class GaussianMapperNode(Node):
         pose = self._camera_pose(q)
         if not self._is_keyframe(stamp, q, pose):
             return
-        rgb = decode_image(color.encoding, color.width, color.height, color.step, color.data,
-                           is_bigendian=color.is_bigendian, expected_encodings=('rgb8', 'bgr8'))
+        rgb = image_to_array(color, expected_encodings=('rgb8', 'bgr8'))
         if color.encoding == 'bgr8':
             rgb = rgb[..., ::-1]
-        raw = decode_image(depth.encoding, depth.width, depth.height, depth.step, depth.data,
-                           is_bigendian=depth.is_bigendian,
-                           expected_encodings=('16UC1', 'mono16', '32FC1'))
+        raw = image_to_array(depth, expected_encodings=('16UC1', 'mono16', '32FC1'))
         depth_m = raw.astype(np.float32) * (1.0 if depth.encoding == '32FC1'
                                             else self._camera.depth_scale)
         depth_m[~np.isfinite(depth_m)] = 0.0  # 32FC1 drivers mark holes with NaN
@@ -500,24 +499,16 @@ class GaussianMapperNode(Node):
                                   gmap.colours()[keep].cpu().numpy(),
                                   gmap.scales()[keep].max(dim=1).values.cpu().numpy(),
                                   gmap.opacities()[keep].cpu().numpy(),
-                                  self._header(header_stamp, WORLD_FRAME))
+                                  Header(stamp=header_stamp, frame_id=WORLD_FRAME))
         self._cloud_pub.publish(cloud)
         w, h = self.p('render_width'), self.p('render_height')
         k = np.asarray(self._camera.intrinsics.scaled(w, h).matrix)
         view = render(gmap, k, np.asarray(self._camera.parent_from_camera), w, h)
-        header = self._header(header_stamp, 'camera_color_optical_frame')
-        colour = Image(header=header, height=h, width=w, encoding='rgb8', is_bigendian=0,
-                       step=3 * w, data=view.colour_uint8().tobytes())
-        depth = Image(header=header, height=h, width=w, encoding='32FC1', is_bigendian=0,
-                      step=4 * w, data=view.depth_m().tobytes())
-        self._render_color_pub.publish(colour)
-        self._render_depth_pub.publish(depth)
-
-    @staticmethod
-    def _header(stamp: Any, frame_id: str) -> Any:
-        from std_msgs.msg import Header
-
-        return Header(stamp=stamp, frame_id=frame_id)
+        stamp_ns = stamp_to_ns(header_stamp)
+        self._render_color_pub.publish(to_image(view.colour_uint8(), 'rgb8', CAMERA_FRAME,
+                                                stamp_ns))
+        self._render_depth_pub.publish(to_image(view.depth_m(), '32FC1', CAMERA_FRAME,
+                                                stamp_ns))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from craik_mapping.gaussian_map import GaussianMap, MapConfig, MappingError
+from craik_mapping.render import quaternion_to_matrix
 
 _REQUIRED = ('x', 'y', 'z', 'f_dc_0', 'f_dc_1', 'f_dc_2', 'opacity',
              'scale_0', 'scale_1', 'scale_2', 'rot_0', 'rot_1', 'rot_2', 'rot_3')
@@ -33,8 +34,6 @@ def ply_bytes(gmap: GaussianMap) -> bytes:
     header = ['ply', 'format binary_little_endian 1.0', f'element vertex {n}']
     header += [f'property float {name}' for name in _WRITTEN]
     header.append('end_header')
-    from craik_mapping.render import quaternion_to_matrix
-
     with torch.no_grad():
         if n:
             rot = quaternion_to_matrix(gmap.quats)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from craik_mapping.gaussian_map import Frame, GaussianMap, MappingError, voxel_keys
-from craik_mapping.render import rasterize
+from craik_mapping.gaussian_map import SH_C0, Frame, GaussianMap, MappingError, voxel_keys
+from craik_mapping.render import quaternion_to_matrix, rasterize
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Refiner:
         camera_from_world = torch.linalg.inv(frame.world_from_camera)
         out = rasterize(params['means'], params['quats'], params['log_scales'].exp(),
                         torch.sigmoid(params['opacity_logits']),
-                        (0.5 + 0.28209479177387814 * params['sh_dc']).clamp(0, 1),
+                        (0.5 + SH_C0 * params['sh_dc']).clamp(0, 1),
                         camera_from_world, k, w, h, self.config.backend)
         count = valid.sum().clamp_min(1)
         colour_l1 = ((out.colour - rgb).abs().sum(-1) * valid).sum() / (3 * count)
@@ -120,7 +120,7 @@ class Refiner:
         params = {name: getattr(gmap, name).clone().requires_grad_(True)
                   for name in ('means', 'quats', 'log_scales', 'opacity_logits', 'sh_dc')}
         lrs = {'means': c.lr_means_m, 'quats': c.lr_quats, 'log_scales': c.lr_log_scales,
-               'opacity_logits': c.lr_opacity, 'sh_dc': c.lr_colour / 0.28209479177387814}
+               'opacity_logits': c.lr_opacity, 'sh_dc': c.lr_colour / SH_C0}
         optimiser = torch.optim.Adam([{'params': [p], 'lr': lrs[n]} for n, p in params.items()],
                                      eps=1e-15)
         grad_sum = torch.zeros(len(gmap), device=gmap.device)
@@ -158,20 +158,15 @@ class Refiner:
         if pick.numel() == 0:
             return 0
         pick = pick[torch.argsort(mean_grad[pick], descending=True)][:room]
-        from craik_mapping.render import quaternion_to_matrix
-
         rot = quaternion_to_matrix(gmap.quats[pick])
         scales = gmap.scales()[pick]
         axis = torch.argmax(scales, dim=1)
         offset = rot[torch.arange(len(pick)), :, axis] * scales[torch.arange(len(pick)), axis,
                                                                 None] * 0.5
         gmap.means[pick] -= offset
-        gmap.means = torch.cat([gmap.means, gmap.means[pick] + 2 * offset])
-        gmap.quats = torch.cat([gmap.quats, gmap.quats[pick]])
-        gmap.log_scales = torch.cat([gmap.log_scales, gmap.log_scales[pick]])
-        gmap.opacity_logits = torch.cat([gmap.opacity_logits, gmap.opacity_logits[pick]])
-        gmap.sh_dc = torch.cat([gmap.sh_dc, gmap.sh_dc[pick]])
+        gmap.append(gmap.means[pick] + 2 * offset, gmap.quats[pick], gmap.log_scales[pick],
+                    gmap.opacity_logits[pick], gmap.sh_dc[pick], last_seen=gmap.last_seen[pick],
+                    misses=gmap.misses[pick])
+        # The moved originals may have left their voxels.
         gmap.keys = voxel_keys(gmap.means, gmap.config.voxel_m)
-        gmap.last_seen = torch.cat([gmap.last_seen, gmap.last_seen[pick]])
-        gmap.misses = torch.cat([gmap.misses, gmap.misses[pick]])
         return int(pick.numel())
