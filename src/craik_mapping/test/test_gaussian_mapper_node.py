@@ -112,19 +112,22 @@ class _Client(Node):
 
 
 @pytest.fixture(scope='module')
-def client(module_node_process: Callable[..., Any]) -> Iterator[_Client]:
-    process = module_node_process('craik_mapping.gaussian_mapper_node',
-                                  keyframe_min_interval=0.0, keyframe_max_interval=0.05,
-                                  publish_period=0.5)
-    # This process stands in for the camera: without the camera node's large-data profile Fast
-    # DDS loses most best-effort 640x480 frames between processes (craik_perception.dds_profile).
+def client(module_node_process: Callable[..., Any], fresh_ros_domain: int) -> Iterator[_Client]:
+    # A domain of its own: earlier tests in this process leave DDS state behind (the node got
+    # no frame at all after ~400 other tests on the shared domain). This process stands in for
+    # the camera: without the camera node's large-data profile Fast DDS loses most best-effort
+    # 640x480 frames between processes (craik_perception.dds_profile).
     with pytest.MonkeyPatch.context() as patch:
         environ = dict(os.environ)
         apply_large_data_profile(environ)
         for name in environ.keys() - os.environ.keys():
             patch.setenv(name, environ[name])
+        patch.setenv('ROS_DOMAIN_ID', str(fresh_ros_domain))
+        process = module_node_process('craik_mapping.gaussian_mapper_node',
+                                      keyframe_min_interval=0.0, keyframe_max_interval=0.05,
+                                      publish_period=0.5)
         rclpy.init()
-        node = _Client()  # its DDS participant reads the profile now
+        node = _Client()  # its DDS participant reads the profile and the domain now
     node.node_log = process.log
     try:
         assert node.save.wait_for_service(timeout_sec=60.0), process.log()
