@@ -101,12 +101,7 @@ def arm_pixel_mask(depth_m: npt.ArrayLike, intrinsics: npt.ArrayLike,
     cam = np.stack([(cols + 0.5 - k[0, 2]) / k[0, 0] * z, (rows + 0.5 - k[1, 2]) / k[1, 1] * z,
                     z], axis=1)
     points = cam @ t[:3, :3].T + t[:3, 3]
-    # Only points near some capsule's bounding box need the exact test.
-    lo = np.min([np.minimum(c.a, c.b) - c.radius for c in capsules], axis=0) - margin_m
-    hi = np.max([np.maximum(c.a, c.b) + c.radius for c in capsules], axis=0) + margin_m
-    near = np.all((points >= lo) & (points <= hi), axis=1)
-    inside = np.zeros(len(points), dtype=bool)
-    inside[near] = points_in_capsules(points[near], capsules, margin_m)
+    inside = points_in_capsules(points, capsules, margin_m)
     mask[rows[inside], cols[inside]] = True
     if dilate_px > 0 and mask.any():
         mask = ndimage.binary_dilation(mask, iterations=dilate_px)

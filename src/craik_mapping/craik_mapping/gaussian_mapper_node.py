@@ -89,6 +89,8 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
                          '(the most opaque)', (1, 50_000_000)),
     'map_directory': ('', "relative save paths are under this directory; '' = the working "
                       'directory', None),
+    'nice': (10, 'CPU niceness added to this process: the map is best effort, the controller, '
+             'the planner (and the simulator) must not wait for it', (0, 19)),
 }
 
 
@@ -165,6 +167,10 @@ class GaussianMapperNode(Node):
         self._camera: Any = None        # CameraCalibration (native resolution)
         self._integrated = 0
         self._map_stamp: Any = None  # stamp of the last integrated frame (the map's "as of")
+        # Bumped whenever the map or the planning camera changes; the published messages are
+        # rebuilt only then (between changes the same cloud and render are sent again).
+        self._version = 0
+        self._published: tuple[int, PointCloud2, Image, Image] | None = None
         self._last_keyframe: tuple[float, np.ndarray, np.ndarray] | None = None
 
     def p(self, name: str) -> Any:
@@ -198,6 +204,8 @@ class GaussianMapperNode(Node):
         if source == 'wrist' and self._camera.parent_frame != 'fr3_hand':
             raise ValueError(f"camera_pose_source 'wrist' needs a calibration whose parent "
                              f'frame is fr3_hand, {path} has {self._camera.parent_frame!r}')
+        # Raised once, before any heavy work: nothing here is time-critical.
+        os.nice(self.p('nice'))
         if device == 'cpu':
             # One core: on a two-core machine the simulator and the planner need the other.
             torch.set_num_threads(1)
@@ -365,9 +373,11 @@ class GaussianMapperNode(Node):
                 if kind == 'pose':
                     position, rotation = payload
                     self._camera = self._camera.with_pose(position, rotation)
+                    self._version += 1
                 elif kind == 'reset':
                     self._map.clear()
                     self._map_stamp = None
+                    self._version += 1
                     self._refiner.clear()
                     self._last_keyframe = None
                     reply.update(success=True, message='map cleared')
@@ -438,6 +448,7 @@ class GaussianMapperNode(Node):
         self._map.integrate_frame(frame)
         remove_robot(self._map, capsules)
         self._integrated += 1
+        self._version += 1
         self._map_stamp = color.header.stamp
         self._last_keyframe = (stamp, q, pose)
         if self._refine_iterations > 0:
@@ -482,6 +493,15 @@ class GaussianMapperNode(Node):
             turn >= self.p('keyframe_rotation')
 
     def _publish(self) -> None:
+        if self._published is None or self._published[0] != self._version:
+            self._published = (self._version, *self._messages())
+        _, cloud, colour, depth = self._published
+        self._cloud_pub.publish(cloud)
+        self._render_color_pub.publish(colour)
+        self._render_depth_pub.publish(depth)
+
+    def _messages(self) -> tuple[PointCloud2, Image, Image]:
+        """The map cloud and its render from the planning camera, as messages."""
         import torch
 
         from craik_mapping.render import render
@@ -500,15 +520,12 @@ class GaussianMapperNode(Node):
                                   gmap.scales()[keep].max(dim=1).values.cpu().numpy(),
                                   gmap.opacities()[keep].cpu().numpy(),
                                   Header(stamp=header_stamp, frame_id=WORLD_FRAME))
-        self._cloud_pub.publish(cloud)
         w, h = self.p('render_width'), self.p('render_height')
         k = np.asarray(self._camera.intrinsics.scaled(w, h).matrix)
         view = render(gmap, k, np.asarray(self._camera.parent_from_camera), w, h)
         stamp_ns = stamp_to_ns(header_stamp)
-        self._render_color_pub.publish(to_image(view.colour_uint8(), 'rgb8', CAMERA_FRAME,
-                                                stamp_ns))
-        self._render_depth_pub.publish(to_image(view.depth_m(), '32FC1', CAMERA_FRAME,
-                                                stamp_ns))
+        return (cloud, to_image(view.colour_uint8(), 'rgb8', CAMERA_FRAME, stamp_ns),
+                to_image(view.depth_m(), '32FC1', CAMERA_FRAME, stamp_ns))
 
 
 def main(args: list[str] | None = None) -> None:
