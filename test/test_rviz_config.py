@@ -422,7 +422,7 @@ def sim_topics(tmp_path_factory, fresh_ros_domain) -> Iterator[GraphTopics]:
 
     from craik_bringup.graph import Graph, private_robot_ip, sim_graph
 
-    nodes = sim_graph(private_robot_ip(fresh_ros_domain))
+    nodes = sim_graph(private_robot_ip(fresh_ros_domain), mapping=True)
     names = [n.node_name for n in nodes]
     wanted = {s.topic for s in subscriptions() if s.topic not in NOT_IN_SIM_GRAPH
               and (MAPPER_NODE in names or not is_mapping(s.topic))}

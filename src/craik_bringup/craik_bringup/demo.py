@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate('reach', args.episodes, args.seed_base, variants, out,
                           max_steps=30, variations={'nominal': VariationConfig()},
                           planner={}, robot_ip=args.robot_ip,
-                          say=say)
+                          say=say, mapping=True)
     except (GraphError, TimeoutError, RuntimeError, FileNotFoundError) as exc:
         print(f'[demo] failed: {exc}', file=sys.stderr)
         return 1

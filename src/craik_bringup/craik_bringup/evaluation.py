@@ -211,7 +211,8 @@ def provenance(model_dir: Path) -> dict[str, Any]:
 
 def evaluate(task: str, episodes: int, seed_base: int, variants: list[str], out_dir: Path,
              max_steps: int, variations: dict[str, Any], planner: dict[str, Any],
-             robot_ip: str = '127.0.0.1', say: Any = print) -> dict[str, Any]:
+             robot_ip: str = '127.0.0.1', say: Any = print,
+             mapping: bool = False) -> dict[str, Any]:
     """Run the evaluation; returns the report (also written to ``out_dir``).
 
     ``variations``: name -> craik_sim VariationConfig; every variant runs every variation on
@@ -224,7 +225,7 @@ def evaluate(task: str, episodes: int, seed_base: int, variants: list[str], out_
     results: dict[str, dict[str, list[EpisodeResult]]] = {name: {} for name in variations}
     skipped: dict[str, str] = {}
     nodes = sim_graph(robot_ip, planner={**VARIANTS[variants[0]], **planner,
-                                         'oracle_task': task})
+                                         'oracle_task': task}, mapping=mapping)
     planner_spec = nodes.pop()
     planner_settings: dict[str, Any] = {}
     with Graph(nodes, out_dir / 'logs', say=say) as graph, SimClient('craik_eval') as client:

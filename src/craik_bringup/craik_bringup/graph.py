@@ -158,11 +158,12 @@ def graph_nodes(graph: str, arguments: dict[str, str] | None = None,
 
 def sim_graph(robot_ip: str = '127.0.0.1', planner: dict[str, Any] | None = None,
               sim: dict[str, Any] | None = None,
-              controller: dict[str, Any] | None = None) -> list[NodeSpec]:
+              controller: dict[str, Any] | None = None,
+              mapping: bool = False) -> list[NodeSpec]:
     """The simulated lab of config/graphs/sim.yaml: sim (franky-sim + camera),
-    franka_controller, mpc_planner (last); ``planner``, ``sim`` and ``controller`` are
-    overrides applied after the graph's parameters."""
-    nodes = graph_nodes('sim', {'robot_ip': robot_ip})
+    franka_controller, with ``mapping`` the gaussian_mapper, mpc_planner (last); ``planner``,
+    ``sim`` and ``controller`` are overrides applied after the graph's parameters."""
+    nodes = graph_nodes('sim', {'robot_ip': robot_ip, 'mapping': str(mapping).lower()})
     extra = {'sim': sim, 'franka_controller': controller, 'mpc_planner': planner}
     for node in nodes:
         node.overrides.update(extra.get(node.node_name) or {})

@@ -64,8 +64,10 @@ def test_sim_graph_is_built_from_sim_yaml():
     assert [(n.package, n.executable, n.node_name) for n in nodes] == [
         ('craik_sim', 'sim', 'sim'),
         ('craik_franka', 'franka_controller', 'franka_controller'),
-        ('craik_mapping', 'gaussian_mapper', 'gaussian_mapper'),
         ('craik_planner', 'mpc_planner', 'mpc_planner')]   # the planner last (system tests)
+    # The map on request (make demo), before the planner.
+    assert [n.node_name for n in sim_graph('127.0.1.7', mapping=True)] == [
+        'sim', 'franka_controller', 'gaussian_mapper', 'mpc_planner']
     by_name = {n.node_name: n for n in nodes}
     assert by_name['sim'].parameters == [ROOT / 'config' / 'sim.yaml',
                                          {'hostname': '127.0.1.7'}]

@@ -189,8 +189,7 @@ def test_craik_launch_options_are_the_launch_arguments():
 
 def test_launch_configurations_of_other_launch_files_are_ignored(fake_launch):
     _, nodes = run_launch_file('sim', {'use_sim_time': 'true'})
-    assert [n['name'] for n in nodes] == ['sim', 'franka_controller', 'gaussian_mapper',
-                                          'mpc_planner']
+    assert [n['name'] for n in nodes] == ['sim', 'franka_controller', 'mpc_planner']
 
 
 def test_a_bad_value_fails_the_launch_with_the_argument_named(fake_launch):

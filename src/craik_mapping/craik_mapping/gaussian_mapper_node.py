@@ -134,6 +134,22 @@ def cloud_message(means: np.ndarray, colours: np.ndarray, scales: np.ndarray,
     return msg
 
 
+def lower_priority(increment: int) -> None:
+    """Add ``increment`` to the niceness of every thread of this process (Linux keeps one
+    per thread: the DDS threads rclpy started, which take the images, are included; threads
+    started later inherit it). Nothing in the map is time-critical."""
+    if increment <= 0:
+        return
+    tasks = Path('/proc/self/task')
+    threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in threads:
+        try:
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+        except (ProcessLookupError, PermissionError):
+            continue  # a thread that ended meanwhile
+
+
 @dataclass
 class _Mailbox:
     """What the callbacks hand to the map thread (under the node's lock)."""
@@ -204,8 +220,7 @@ class GaussianMapperNode(Node):
         if source == 'wrist' and self._camera.parent_frame != 'fr3_hand':
             raise ValueError(f"camera_pose_source 'wrist' needs a calibration whose parent "
                              f'frame is fr3_hand, {path} has {self._camera.parent_frame!r}')
-        # Raised once, before any heavy work: nothing here is time-critical.
-        os.nice(self.p('nice'))
+        lower_priority(self.p('nice'))
         if device == 'cpu':
             # One core: on a two-core machine the simulator and the planner need the other.
             torch.set_num_threads(1)
