@@ -11,9 +11,6 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SYSTEM_TESTS=(test/test_reach_goal_system.py test/test_launch_system.py test/test_rviz_config.py)
-# Its own process as well: after other tests in the same process (also the system tests) its
-# node received no camera frame at all; alone it passes. Cause not found yet (session 7 note).
-MAPPER_NODE_TEST=src/craik_mapping/test/test_gaussian_mapper_node.py
 
 run() {
   python -m pytest "$@"
@@ -30,11 +27,9 @@ if [ "$#" -gt 0 ]; then
   exit $?
 fi
 ignores=()
-for t in "${SYSTEM_TESTS[@]}" "${MAPPER_NODE_TEST}"; do ignores+=("--ignore=${t}"); done
+for t in "${SYSTEM_TESTS[@]}"; do ignores+=("--ignore=${t}"); done
 run "${ignores[@]}"
 rc_main=$?
 run "${SYSTEM_TESTS[@]}"
 rc_system=$?
-run "${MAPPER_NODE_TEST}"
-rc_mapper=$?
-[ "${rc_main}" = 0 ] && [ "${rc_system}" = 0 ] && [ "${rc_mapper}" = 0 ]
+[ "${rc_main}" = 0 ] && [ "${rc_system}" = 0 ]

@@ -1,11 +1,12 @@
 """Node test: the gaussian_mapper node integrates a simulated push with the arm moving.
 
-The node runs in its own process (as a launcher runs it) on this test's ROS domain; the test
-publishes a scripted push from craik_sim's fast environment (colour, aligned depth, camera info
-and /joint_states, as the sim node and franka_controller publish them), saves the map through
-/mapping/save and checks it against the simulator's ground truth: no Gaussian on the arm where
-it was at any frame or where it ended, none where the pushed cube used to stand, the cube mapped
-where it is now; then the published cloud and render, the save path validation and the reset.
+The node runs in its own process (as a launcher runs it) on a ROS domain of its own; a camera
+stand-in process (camera_stand_in.py) publishes a scripted push from craik_sim's fast environment
+(colour, aligned depth, camera info and /joint_states, as the camera node and franka_controller
+publish them); the test saves the map through /mapping/save and checks it against the
+simulator's ground truth: no Gaussian on the arm where it was at any frame or where it ended,
+none where the pushed cube used to stand, the cube mapped where it is now; then the published
+cloud and render, the save path validation and the reset.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import os
 from pathlib import Path
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -20,23 +23,14 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from scipy.spatial import cKDTree
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
-from std_msgs.msg import Header
+from sensor_msgs.msg import Image, PointCloud2
 from std_srvs.srv import Trigger
 
 from craik_interfaces.srv import SaveMap
-from craik_mapping.gaussian_mapper_node import (
-    COLOR_INFO_TOPIC,
-    COLOR_TOPIC,
-    DEPTH_TOPIC,
-    GAUSSIANS_TOPIC,
-    RENDER_COLOR_TOPIC,
-)
+from craik_mapping.gaussian_mapper_node import GAUSSIANS_TOPIC, RENDER_COLOR_TOPIC
 from craik_mapping.ply import load_ply
 from craik_mapping.sim_sequences import SimFrame, push_sequence
-from craik_perception.dds_profile import apply_large_data_profile
 
 SEED = 3
 CUBE_HALF_M = 0.025
@@ -48,55 +42,16 @@ def frames() -> list[SimFrame]:
 
 
 class _Client(Node):
+    """The test's side: the map's cloud and render, the save and reset services."""
+
     def __init__(self) -> None:
         super().__init__('mapper_test_client')
-        self.color = self.create_publisher(Image, COLOR_TOPIC, qos_profile_sensor_data)
-        self.depth = self.create_publisher(Image, DEPTH_TOPIC, qos_profile_sensor_data)
-        self.info = self.create_publisher(CameraInfo, COLOR_INFO_TOPIC, qos_profile_sensor_data)
-        self.joints = self.create_publisher(
-            JointState, '/joint_states', QoSProfile(depth=50,
-                                                    reliability=ReliabilityPolicy.RELIABLE))
         self.clouds: list[PointCloud2] = []
         self.renders: list[Image] = []
         self.create_subscription(PointCloud2, GAUSSIANS_TOPIC, self.clouds.append, 1)
         self.create_subscription(Image, RENDER_COLOR_TOPIC, self.renders.append, 1)
         self.save = self.create_client(SaveMap, '/mapping/save')
-        self.node_log: Callable[[], str] = lambda: '(not started)'
         self.reset = self.create_client(Trigger, '/mapping/reset')
-
-    def publish(self, frame: SimFrame) -> Any:
-        """Publish one frame as the camera and the controller would; returns its stamp."""
-        header = Header(stamp=self.get_clock().now().to_msg(),
-                        frame_id='camera_color_optical_frame')
-        h, w = frame.depth_m.shape
-        joints = JointState(header=header, name=[f'fr3_joint{i}' for i in range(1, 8)] +
-                            ['fr3_finger_joint1', 'fr3_finger_joint2'],
-                            position=[float(v) for v in frame.q] +
-                            [frame.gripper_width_m / 2] * 2)
-        self.joints.publish(joints)
-        info = CameraInfo(header=header, width=w, height=h,
-                          k=[float(v) for v in frame.intrinsics.ravel()])
-        self.info.publish(info)
-        self.color.publish(Image(header=header, height=h, width=w, encoding='rgb8',
-                                 step=3 * w, data=frame.rgb.tobytes()))
-        depth_mm = np.clip(np.rint(frame.depth_m * 1000), 0, 65535).astype(np.uint16)
-        self.depth.publish(Image(header=header, height=h, width=w, encoding='16UC1',
-                                 step=2 * w, data=depth_mm.tobytes()))
-        return header.stamp
-
-    def integrate(self, frame: SimFrame, timeout_s: float = 60.0) -> None:
-        """Publish ``frame`` until the map cloud is stamped with it (the node stamps the cloud
-        with its last integrated frame; camera topics are best effort, so resend)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            stamp = self.publish(frame)
-            resend = time.monotonic() + 3.0
-            while time.monotonic() < resend:
-                rclpy.spin_once(self, timeout_sec=0.05)
-                if self.clouds and self.clouds[-1].header.stamp == stamp:
-                    return
-        raise AssertionError('the mapper never integrated the frame; its log:\n' +
-                             self.node_log())
 
     def call(self, client: Any, request: Any, timeout_s: float = 30.0) -> Any:
         assert client.wait_for_service(timeout_sec=timeout_s), 'mapping service not available'
@@ -112,40 +67,52 @@ class _Client(Node):
 
 
 @pytest.fixture(scope='module')
-def client(module_node_process: Callable[..., Any], fresh_ros_domain: int) -> Iterator[_Client]:
-    # A domain of its own: earlier tests in this process leave DDS state behind (the node got
-    # no frame at all after ~400 other tests on the shared domain). This process stands in for
-    # the camera: without the camera node's large-data profile Fast DDS loses most best-effort
-    # 640x480 frames between processes (craik_perception.dds_profile).
+def mapper(module_node_process: Callable[..., Any], fresh_ros_domain: int) -> Any:
+    """The gaussian_mapper node in its own process, on a ROS domain of its own (earlier tests in
+    this process leave DDS state behind)."""
     with pytest.MonkeyPatch.context() as patch:
-        environ = dict(os.environ)
-        apply_large_data_profile(environ)
-        for name in environ.keys() - os.environ.keys():
-            patch.setenv(name, environ[name])
         patch.setenv('ROS_DOMAIN_ID', str(fresh_ros_domain))
-        process = module_node_process('craik_mapping.gaussian_mapper_node',
-                                      keyframe_min_interval=0.0, keyframe_max_interval=0.05,
-                                      publish_period=0.5)
+        return module_node_process('craik_mapping.gaussian_mapper_node',
+                                   keyframe_min_interval=0.0, keyframe_max_interval=0.05,
+                                   publish_period=0.5)
+
+
+@pytest.fixture(scope='module')
+def client(mapper: Any, fresh_ros_domain: int) -> Iterator[_Client]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('ROS_DOMAIN_ID', str(fresh_ros_domain))
         rclpy.init()
-        node = _Client()  # its DDS participant reads the profile and the domain now
-    node.node_log = process.log
+        node = _Client()  # its DDS participant reads the domain now
     try:
-        assert node.save.wait_for_service(timeout_sec=60.0), process.log()
+        assert node.save.wait_for_service(timeout_sec=60.0), mapper.log()
         yield node
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-        assert process.proc.poll() is None, f'gaussian_mapper died:\n{process.log()}'
+        assert mapper.proc.poll() is None, f'gaussian_mapper died:\n{mapper.log()}'
 
 
 @pytest.fixture(scope='module')
-def mapped(client: _Client, frames: list[SimFrame], tmp_path_factory: pytest.TempPathFactory
-           ) -> Path:
-    """Publish the push frame by frame (each integrated before the next) and save the map."""
+def mapped(client: _Client, mapper: Any, frames: list[SimFrame], fresh_ros_domain: int,
+           tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The push published frame by frame by the camera stand-in (each integrated before the
+    next), then the map saved."""
     # The camera keeps streaming after the push: the last frame three more times.
-    for frame in [*frames, frames[-1], frames[-1], frames[-1]]:
-        client.integrate(frame)
-    path = tmp_path_factory.mktemp('map') / 'push.ply'
+    played = [*frames, frames[-1], frames[-1], frames[-1]]
+    directory = tmp_path_factory.mktemp('map')
+    recording = directory / 'push.npz'
+    np.savez(recording, rgb=np.stack([f.rgb for f in played]),
+             depth_m=np.stack([f.depth_m for f in played]),
+             q=np.stack([f.q for f in played]),
+             gripper_width_m=np.array([f.gripper_width_m for f in played]),
+             intrinsics=frames[0].intrinsics)
+    camera = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name('camera_stand_in.py')), str(recording)],
+        env=dict(os.environ, ROS_DOMAIN_ID=str(fresh_ros_domain), PYTHONUNBUFFERED='1'),
+        capture_output=True, text=True, timeout=60 * len(played))
+    assert camera.returncode == 0, (f'camera stand-in: {camera.stdout}{camera.stderr}\n'
+                                    f'gaussian_mapper log:\n{mapper.log()}')
+    path = directory / 'push.ply'
     reply = client.call(client.save, SaveMap.Request(path=str(path)))
     assert reply.success, reply.message
     assert reply.saved_path == str(path.resolve()) and reply.gaussian_count > 10_000
