@@ -10,7 +10,8 @@
 # a failure of the code under test, so it is reported and mapped to success.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-SYSTEM_TESTS=(test/test_reach_goal_system.py test/test_launch_system.py test/test_rviz_config.py)
+SYSTEM_TESTS=(test/test_reach_goal_system.py test/test_launch_system.py test/test_rviz_config.py
+              test/test_fault_system.py)
 
 run() {
   python -m pytest "$@"

@@ -44,6 +44,11 @@ class GoalRun:
         return STATUS_NAMES.get(self.result.status, f'status {self.result.status}')
 
 
+class GoalLostError(RuntimeError):
+    """The planner's action server went away while a goal was running (its node died): no
+    result will come."""
+
+
 def image_to_array(msg: Image) -> np.ndarray:
     """rgb8 message -> uint8 [H, W, 3] (copy)."""
     return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[
@@ -179,12 +184,37 @@ class SimClient:
         return handle, run
 
     def reach_goal(self, goal: Any, timeout_s: float = 600.0) -> GoalRun:
-        """Send a goal and wait for its result."""
+        """Send a goal and wait for its result (:meth:`wait_result`)."""
         start = time.monotonic()
         handle, run = self.send_goal(goal)
-        run.result = self._wait(handle.get_result_async(), timeout_s, 'ReachGoal result').result
+        run.result = self.wait_result(handle, timeout_s)
         run.wall_time_s = time.monotonic() - start
         return run
+
+    def wait_result(self, handle: Any, timeout_s: float = 600.0,
+                    server_lost_s: float = 2.0) -> Any:
+        """The ReachGoal result of ``handle``.
+
+        Raises :class:`GoalLostError` once the action server has been gone for
+        ``server_lost_s`` (a dead planner sends no result: waiting would hang until
+        ``timeout_s``), :class:`TimeoutError` after ``timeout_s``.
+        """
+        future = handle.get_result_async()
+        deadline = time.monotonic() + timeout_s
+        gone_since: float | None = None
+        while not future.done():
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f'ReachGoal result: no answer within {timeout_s:.0f} s')
+            if self.goal_client.server_is_ready():
+                gone_since = None
+            elif gone_since is None:
+                gone_since = now
+            elif now - gone_since > server_lost_s:
+                raise GoalLostError('the /planner/reach_goal server went away during the goal '
+                                    '(the mpc_planner node stopped); no result will come')
+            time.sleep(0.02)
+        return future.result().result
 
     def latest_ground_truth(self) -> GroundTruth:
         with self._lock:

@@ -495,6 +495,12 @@ class RobotSession:
             raise _MotionError(self._classify(exc)) from exc
 
     def _stop_motion(self, handle: MotionHandle, outcome: Outcome, message: str) -> None:
+        if self._in_motion and handle._stop_outcome is not None:
+            # A hold is already under way. Commanding it again would re-plan the braking point
+            # from the current speed each time, ahead of the last one: the stream watchdog,
+            # calling this every tick, made the arm run away (seen: 0.14 -> 0.31 m/s, 18 cm past
+            # the last target).
+            return
         if not self._in_motion:
             handle._finish(outcome, message, self._position())
             if handle is self._active:
@@ -533,6 +539,12 @@ class RobotSession:
         margin = 1.3
         stop = reading.commanded_position + v * margin * (
             speed / (2.0 * accel) + accel / (2.0 * jerk))
+        if handle is not None:
+            # Never past where the motion was going: the motion itself would have stopped
+            # there, with dynamics no stronger than the hold's.
+            low = np.minimum(reading.commanded_position, handle.motion_target)
+            high = np.maximum(reading.commanded_position, handle.motion_target)
+            stop = np.clip(stop, low, high)
         if not self.envelope.in_workspace(stop):
             stop = reading.commanded_position
         if not self.envelope.in_workspace(stop):

@@ -138,6 +138,30 @@ def test_cancel_decelerates_and_holds(session, speed_recorder):
     assert session.snapshot().state == SessionState.IDLE
 
 
+def test_repeated_holds_brake_once_and_never_pass_the_target(session, speed_recorder):
+    """The stream watchdog asks for a hold every tick until the motion ends: each request after
+    the first must leave the braking point alone (re-planning it from the current speed moved
+    it ahead each time and the arm sped up), and no hold ends past the motion's target."""
+    start = position(session)
+    goal = start + np.array([0.0, 0.0, -0.06])
+    with speed_recorder(session) as rec:
+        handle = submit(session, goal, Mode.ABSOLUTE, dynamics_factor=0.2)
+        assert wait_for(lambda: start[2] - position(session)[2] > 0.03, 10.0)
+        t_hold = time.monotonic()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            session.hold('stream went silent')
+            time.sleep(0.02)
+        assert finish(handle) == Outcome.CANCELED
+        time.sleep(0.5)
+    held = position(session)
+    assert held[2] >= goal[2] - 1e-3, f'held {held[2] - goal[2]:+.4f} m past the target'
+    before = [speed for t, speed, _ in rec.between(t_hold - 0.1, t_hold)]
+    after = [speed for t, speed, _ in rec.samples if t >= t_hold + 0.05]
+    assert before and after and max(after) <= max(before) + 0.01, \
+        f'the arm sped up while holding: {max(before):.3f} -> {max(after):.3f} m/s'
+
+
 def test_rejected_command_does_not_disturb_the_running_one(session):
     running = submit(session, (0.05, 0.0, 0.0))
     for bad in [MotionCommand(0, (float('nan'), 0.0, 0.0)), MotionCommand(0, (0.0, 0.2, 0.0)),

@@ -79,6 +79,9 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'max_steps': (40, 'default step limit of a goal (0 in a goal uses it)', (1, 10000)),
     'goal_timeout': (120.0, 'default wall-clock limit of a goal, s', (1.0, 3600.0)),
     'max_observation_age': (0.5, 'observations older than this are refused, s', (0.01, 10.0)),
+    'max_target_age': (1.0, 'a plan whose observation is older than this when its target would '
+                       'be sent is dropped (the arm holds; the next step observes afresh), s',
+                       (0.05, 10.0)),
     'workspace_min': ([0.2, -0.45, 0.02], "lower corner of the TCP box targets are kept in "
                       "(m, fr3_link0; franka_controller's workspace_min)", None),
     'workspace_max': ([0.75, 0.45, 0.75], "upper corner of that box (franka_controller's "
@@ -517,7 +520,8 @@ class MpcPlannerNode(Node):
         last_target: np.ndarray | None = None
         next_step = start
         not_before = self._now_s() - self.p('max_observation_age')
-        for step in range(max_steps + 1):
+        step = 0   # executed steps
+        while True:
             # Sleep until the planning slot of this step: the current motion is still running.
             while time.monotonic() < next_step - budget:
                 if goal_handle.is_cancel_requested or id(goal_handle) in self._preempted:
@@ -557,6 +561,17 @@ class MpcPlannerNode(Node):
                 return self._finish(goal_handle, Result.STATUS_MAX_STEPS,
                                     f'{max_steps} steps without reaching the goal (energy '
                                     f'{energy:.4f}, tolerance {tolerance:.4f})', step, energy)
+            age = self._now_s() - obs.stamp_s
+            if age > self.p('max_target_age'):
+                # Planning outlasted the view it started from (a loaded machine, a camera that
+                # stopped mid-step): acting on it could move the arm into what changed since.
+                self.get_logger().warning(
+                    f'step {step + 1}: plan dropped, its observation is {age:.2f} s old '
+                    f"(max_target_age {self.p('max_target_age')} s); observing again",
+                    throttle_duration_sec=2.0)
+                not_before = self._now_s()
+                next_step = time.monotonic()
+                continue
             if gripper_closed is None:
                 gripper_closed = obs.gripper >= 0.5
             # The plan -> target mapping (chaining, box and step limits, gripper hysteresis).
@@ -574,7 +589,7 @@ class MpcPlannerNode(Node):
             feedback.commanded_action = [float(a) for a in action]
             goal_handle.publish_feedback(feedback)
             self._publish_plan(obs, outcome)
-        raise AssertionError('unreachable')
+            step += 1
 
     def _plan_step(self, episode: MpcEpisode, obs: Observation, deadline: float,
                    tolerance: float) -> Any:

@@ -8,13 +8,19 @@ and serves /sim/reset_episode. All simulation logic lives in craik_sim.sim_runti
 from __future__ import annotations
 
 from dataclasses import fields
+import os
 import sys
 import traceback
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseStamped
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -30,6 +36,7 @@ from std_msgs.msg import Header
 
 from craik_interfaces.msg import GroundTruth as GroundTruthMsg
 from craik_interfaces.srv import ResetEpisode
+from craik_perception.dds_profile import apply_large_data_profile
 from craik_sim.calibration import CameraCalibration
 from craik_sim.render import depth_to_millimetres
 from craik_sim.scene import SceneConfig, VariationConfig
@@ -69,6 +76,10 @@ PARAMETERS: dict[str, tuple[object, str, tuple[float, float] | None]] = {
     'vary_table': (False, 'default variation: table colour and texture scale', None),
     'settle_s': (0.3, 'simulated time to settle after a reset (s)', (0.0, 5.0)),
     'realtime_factor': (1.0, 'simulation speed relative to wall-clock time', (0.1, 10.0)),
+    # Changeable while running (ros2 param set /sim camera_enabled false): the fault-injection
+    # tests stop the camera mid-goal with it, as an unplugged cable would.
+    'camera_enabled': (True, 'publish the camera topics; false stops them while the simulation '
+                       'runs on (a camera dropout)', None),
 }
 
 
@@ -156,6 +167,27 @@ class SimNode(Node):
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                        durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self._published_camera: CameraCalibration | None = None
+        self._camera_enabled = bool(self.get_parameter('camera_enabled').value)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        # Only camera_enabled takes effect at run time; the others shape the scene at start-up.
+        for param in parameters:
+            if param.name == 'camera_enabled':
+                if param.type_ != Parameter.Type.BOOL:
+                    return SetParametersResult(successful=False,
+                                               reason='camera_enabled must be a bool')
+            elif param.name in PARAMETERS:
+                return SetParametersResult(
+                    successful=False, reason=f'{param.name} is read at start-up only; restart '
+                    'the node to change it')
+        for param in parameters:
+            if param.name == 'camera_enabled' and bool(param.value) != self._camera_enabled:
+                self._camera_enabled = bool(param.value)
+                self.get_logger().warning(
+                    'camera ' + ('resumed' if self._camera_enabled else
+                                 'stopped (camera_enabled false): no frames are published'))
+        return SetParametersResult(successful=True)
 
     def configure(self) -> None:
         """Start the simulated robot and camera (heavy: builds the scene, binds sockets)."""
@@ -176,11 +208,13 @@ class SimNode(Node):
             return  # shutting down (a signal ended the context before the camera thread stopped)
         header = Header(stamp=_stamp(frame.wall_time), frame_id=frame.camera.child_frame)
         self._publish_camera_pose(frame.camera, header.stamp)
-        info = camera_info(frame.camera, header)
-        self._color_pub.publish(image_msg(frame.rgb, 'rgb8', header))
-        self._depth_pub.publish(image_msg(depth_to_millimetres(frame.depth_m), '16UC1', header))
-        self._color_info_pub.publish(info)
-        self._depth_info_pub.publish(info)
+        if self._camera_enabled:
+            info = camera_info(frame.camera, header)
+            self._color_pub.publish(image_msg(frame.rgb, 'rgb8', header))
+            self._depth_pub.publish(image_msg(depth_to_millimetres(frame.depth_m), '16UC1',
+                                              header))
+            self._color_info_pub.publish(info)
+            self._depth_info_pub.publish(info)
         gt, spec = frame.ground_truth, frame.spec
         msg = GroundTruthMsg(header=Header(stamp=header.stamp, frame_id='fr3_link0'))
         msg.sim_time = gt.time_s
@@ -248,6 +282,10 @@ def main(args: list[str] | None = None) -> int:
     Returns 0 when stopped by SIGINT or SIGTERM, also while it is still starting, and 1 when the
     simulation fails.
     """
+    # The simulated camera publishes 640x480 frames like the realsense node, so it needs the same
+    # Fast DDS profile: with the default shared-memory segment a subscriber in another process
+    # (planner, mapper) loses about half of them (bench/results/camera.json).
+    dds_note = apply_large_data_profile(os.environ)
     rclpy.init(args=args)
     # From here on rclpy's handlers turn SIGINT and SIGTERM into a shutdown of the context, with
     # no KeyboardInterrupt: configure() (seconds of scene building) runs to its end, and rclpy
@@ -259,6 +297,7 @@ def main(args: list[str] | None = None) -> int:
         # Before configure(), so that a signal during it is seen by spin() at once.
         executor = rclpy.executors.SingleThreadedExecutor()
         node = SimNode()
+        node.get_logger().info(dds_note)
         executor.add_node(node)
         node.configure()
         executor.spin()  # until the context is shut down

@@ -171,3 +171,49 @@ def test_the_camera_pose_is_latched_and_follows_the_episode(graph):
                               - np.array(calibration.translation)) > 1e-3
     finally:
         late.destroy_node()
+
+
+def _set(probe_client, **values):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    request = SetParameters.Request(
+        parameters=[Parameter(name, value=value).to_parameter_msg()
+                    for name, value in values.items()])
+    future = probe_client.call_async(request)
+    assert _wait(future.done, 30.0), 'no reply from /sim/set_parameters'
+    return future.result().results
+
+
+def test_camera_can_be_stopped_and_resumed_while_running(graph):
+    """camera_enabled (the fault-injection switch): false stops the camera topics while ground
+    truth keeps flowing, true brings them back; start-up parameters are refused live."""
+    from rcl_interfaces.srv import SetParameters
+    sim, client, received = graph
+    node = rclpy.create_node('sim_param_probe')
+    try:
+        params = node.create_client(SetParameters, '/sim/set_parameters')
+        assert params.wait_for_service(timeout_sec=30.0)
+        spinner = rclpy.executors.SingleThreadedExecutor()
+        spinner.add_node(node)
+        thread = threading.Thread(target=spinner.spin, daemon=True)
+        thread.start()
+        assert _wait(lambda: len(received['color']) >= 1, 30.0), sim.log()
+        [stopped] = _set(params, camera_enabled=False)
+        assert stopped.successful, stopped.reason
+        time.sleep(0.5)   # frames already on their way
+        colors, gts = len(received['color']), received['gt'][-1].header.stamp.sec
+        last_color = received['color'][-1].header.stamp
+        time.sleep(1.5)
+        assert received['color'][-1].header.stamp == last_color, 'frames kept coming'
+        assert len(received['color']) == colors
+        assert _wait(lambda: received['gt'][-1].header.stamp.sec > gts, 5.0), \
+            'ground truth stopped with the camera'
+        [refused] = _set(params, rate_hz=5.0)
+        assert not refused.successful and 'start-up' in refused.reason
+        [resumed] = _set(params, camera_enabled=True)
+        assert resumed.successful
+        assert _wait(lambda: received['color'][-1].header.stamp != last_color, 10.0), sim.log()
+        assert 'camera stopped' in sim.log() and 'camera resumed' in sim.log()
+        spinner.shutdown()
+    finally:
+        node.destroy_node()
