@@ -136,29 +136,10 @@ def _spec(graph: Graph, name: str) -> NodeSpec:
     return next(spec for spec in graph.nodes if spec.node_name == name)
 
 
-def _ee(client: SimClient) -> np.ndarray:
-    p = client.latest_ground_truth().ee_pose.position
-    return np.array([p.x, p.y, p.z])
-
-
-def _held_since(client: SimClient, timeout_s: float) -> float:
-    """Wait until the end effector has stopped (moved < 0.5 mm over 0.2 s); returns the wall
-    time at which it was first seen still."""
-    deadline = time.monotonic() + timeout_s
-    last, last_t = _ee(client), time.time()
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now, now_t = _ee(client), time.time()
-        if np.linalg.norm(now - last) < 0.0005:
-            return last_t
-        last, last_t = now, now_t
-    raise AssertionError(f'the arm did not come to rest within {timeout_s} s')
-
-
 def _assert_holds(client: SimClient, seconds: float = 1.5) -> None:
-    held = _ee(client)
+    held = client.ee_position()
     time.sleep(seconds)
-    moved = float(np.linalg.norm(_ee(client) - held))
+    moved = float(np.linalg.norm(client.ee_position() - held))
     assert moved < 0.002, f'the arm moved {moved * 1000:.1f} mm while it should hold'
 
 
@@ -239,7 +220,7 @@ def test_camera_lost_for_longer_than_the_wait_ends_the_goal_with_the_reason(lab:
             result.message
         print(f'[fault] camera lost: goal ended {waited:.1f} s after the camera stopped: '
               f'{result.message}')
-        _held_since(client, timeout_s=10.0)
+        client.wait_until_still(timeout_s=10.0)
         _assert_holds(client)
     finally:
         recorder.set_camera(client, True)
@@ -284,7 +265,7 @@ def test_planner_death_mid_goal(lab: Any) -> None:
         client.wait_result(handle, timeout_s=120.0)
     print(f'[fault] planner killed: client told {time.monotonic() - killed:.1f} s later')
     # The controller stops a stream that goes silent (stream_timeout) and holds.
-    _held_since(client, timeout_s=10.0)
+    client.wait_until_still(timeout_s=10.0)
     _assert_holds(client)
     _restart(graph, client, 'mpc_planner')
     _short_goal_works(client, seed=34)
@@ -302,7 +283,7 @@ def test_robot_side_node_death_mid_goal(lab: Any, name: str, seed: int) -> None:
     assert result.status == Result.STATUS_ROBOT_FAULT, result.message
     if name == 'franka_controller':
         # franky-sim, like the FR3, stops when its libfranka client goes silent.
-        _held_since(client, timeout_s=10.0)
+        client.wait_until_still(timeout_s=10.0)
         _assert_holds(client)
     # A new sim: the controller reconnects to its franky-sim on its own.
     _restart(graph, client, name)

@@ -46,25 +46,6 @@ def _planner(graph: Graph, client: SimClient, **overrides):
     client.wait_ready(timeout_s=180.0, check=graph.check_alive)
 
 
-def _ee(client: SimClient) -> np.ndarray:
-    p = client.latest_ground_truth().ee_pose.position
-    return np.array([p.x, p.y, p.z])
-
-
-def _wait_until_still(client: SimClient, timeout_s: float = 10.0) -> None:
-    """Wait until the end effector has stopped (moved < 0.5 mm in 0.2 s): the last streamed
-    target of a finished goal may still be running out, more slowly on a loaded machine."""
-    deadline = time.monotonic() + timeout_s
-    last = _ee(client)
-    while True:
-        time.sleep(0.2)
-        now = _ee(client)
-        if np.linalg.norm(now - last) < 0.0005:
-            return
-        assert time.monotonic() < deadline, f'the arm did not come to rest in {timeout_s} s'
-        last = now
-
-
 def _goal_distance(client: SimClient) -> float:
     return float(client.latest_ground_truth().distance)
 
@@ -89,19 +70,19 @@ def test_short_reach_episode_gets_closer_to_the_goal(lab, backend):
     if backend == 'world_model':
         # This model reads the goal's objects and TCP from its depth: an RGB-only goal is
         # refused with the reason, and the arm is not moved.
-        _wait_until_still(client)
-        before = _ee(client)
+        client.wait_until_still()
+        before = client.ee_position()
         rgb_only = client.reach_goal(ReachGoal.Goal(goal_image=reset.goal_image, max_steps=5))
         assert rgb_only.result.status == Result.STATUS_REJECTED_INPUT
         assert 'goal_depth' in rgb_only.result.message
-        assert np.linalg.norm(_ee(client) - before) < 0.002
+        assert np.linalg.norm(client.ee_position() - before) < 0.002
 
 
 def test_malformed_goal_is_rejected_with_its_reason(lab):
     graph, client = lab
     _planner(graph, client, backend='oracle', oracle_task='reach')
     client.reset('reach', 3)
-    before = _ee(client)
+    before = client.ee_position()
     bad = Image(width=64, height=48, encoding='rgb8', step=100)   # step < 3 * width
     bad.data = bytes(100 * 48)
     run = client.reach_goal(ReachGoal.Goal(goal_image=bad, max_steps=5))
@@ -114,21 +95,21 @@ def test_malformed_goal_is_rejected_with_its_reason(lab):
     assert encoding.result.status == Result.STATUS_REJECTED_INPUT
     assert "'mono8'" in encoding.result.message
     # Nothing moved.
-    assert np.linalg.norm(_ee(client) - before) < 0.002
+    assert np.linalg.norm(client.ee_position() - before) < 0.002
 
 
 def test_cancel_mid_episode_holds_the_arm(lab):
     graph, client = lab
     _planner(graph, client, backend='oracle', oracle_task='reach')
     reset = client.reset('reach', 11)
-    start = _ee(client)
+    start = client.ee_position()
     handle, run = client.send_goal(ReachGoal.Goal(goal_image=reset.goal_image, max_steps=40))
     # Cancel mid-motion: once the arm has visibly left its start (how long that takes depends
     # on the machine's speed, not on the behaviour under test).
     deadline = time.monotonic() + 60
-    while np.linalg.norm(_ee(client) - start) < 0.01 and time.monotonic() < deadline:
+    while np.linalg.norm(client.ee_position() - start) < 0.01 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert np.linalg.norm(_ee(client) - start) >= 0.01, 'the arm never moved'
+    assert np.linalg.norm(client.ee_position() - start) >= 0.01, 'the arm never moved'
     assert run.result is None and len(run.feedback) >= 1
     client._wait(handle.cancel_goal_async(), 30.0, 'cancel')
     result = client._wait(handle.get_result_async(), 60.0, 'result').result
@@ -138,9 +119,9 @@ def test_cancel_mid_episode_holds_the_arm(lab):
     while time.monotonic() < deadline and (client.status.moving or client.status.ee_speed > 1e-3):
         time.sleep(0.05)
     assert not client.status.moving, 'the arm is still moving 15 s after cancel'
-    held = _ee(client)
+    held = client.ee_position()
     time.sleep(2.0)
-    assert np.linalg.norm(_ee(client) - held) < 0.003, 'the arm did not hold after cancel'
+    assert np.linalg.norm(client.ee_position() - held) < 0.003, 'the arm did not hold after cancel'
 
 
 def test_reset_while_moving_leaves_the_controller_ready_for_the_next_goal(lab):

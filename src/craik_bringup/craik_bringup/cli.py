@@ -48,6 +48,10 @@ COMMANDS: dict[str, Command] = {
                     'craik_bringup.evaluation'),
     'launch': Command('start a graph of config/graphs/ (sim, robot, replay) without ros2 launch',
                       'craik_bringup.launch_command'),
+    'goal': Command('send a goal image to the planner (or --snapshot the camera as a goal)',
+                    'craik_bringup.goal_command'),
+    'view': Command('serve a browser view of the running graph (robot, camera, goal, plan, '
+                    'map)', 'craik_bringup.web_view'),
 }
 
 

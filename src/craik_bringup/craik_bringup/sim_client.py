@@ -222,6 +222,26 @@ class SimClient:
                 raise RuntimeError('no /sim/ground_truth received')
             return self.ground_truth
 
+    def ee_position(self) -> np.ndarray:
+        """``[3]``: the simulated TCP position (ground truth, fr3_link0, m)."""
+        p = self.latest_ground_truth().ee_pose.position
+        return np.array([p.x, p.y, p.z])
+
+    def wait_until_still(self, timeout_s: float = 10.0, tolerance_m: float = 0.0005,
+                         period_s: float = 0.2) -> float:
+        """Wait until the TCP has stopped (moved less than ``tolerance_m`` in ``period_s``);
+        returns the wall-clock time at the start of that still period. The last target of a
+        finished goal may still be running out, more slowly on a loaded machine."""
+        deadline = time.monotonic() + timeout_s
+        last, last_t = self.ee_position(), time.time()
+        while time.monotonic() < deadline:
+            time.sleep(period_s)
+            now, now_t = self.ee_position(), time.time()
+            if np.linalg.norm(now - last) < tolerance_m:
+                return last_t
+            last, last_t = now, now_t
+        raise TimeoutError(f'the arm did not come to rest within {timeout_s} s')
+
     def latest_color(self) -> np.ndarray | None:
         with self._lock:
             return image_to_array(self.color) if self.color is not None else None
