@@ -50,6 +50,11 @@ COMMANDS: dict[str, Command] = {
                       'craik_bringup.launch_command'),
     'goal': Command('send a goal image to the planner (or --snapshot the camera as a goal)',
                     'craik_bringup.goal_command'),
+    'record': Command('record topics to a rosbag2 MCAP file', 'craik_bringup.bag_record'),
+    'replay': Command('republish a rosbag2 MCAP file with its original timing',
+                      'craik_bringup.bag_replay'),
+    'replay-plan': Command('run the planner offline over a recorded episode and compare it with '
+                           'the recording', 'craik_bringup.replay_plan'),
     'view': Command('serve a browser view of the running graph (robot, camera, goal, plan, '
                     'map)', 'craik_bringup.web_view'),
 }

@@ -69,6 +69,12 @@ class PlanningBackend(Protocol):
         """Energy of being at ``z`` now (no action): the reached check compares it."""
         ...
 
+    def imagine(self, z0: FloatArray, goal: FloatArray,
+                actions: FloatArray) -> npt.NDArray[np.uint8] | None:
+        """Decoded final frame ``[S, S, 3]`` of one plan ``[H, A]``; None for a backend that
+        cannot picture its rollouts (the oracle)."""
+        ...
+
 
 @dataclass(frozen=True)
 class MpcConfig:

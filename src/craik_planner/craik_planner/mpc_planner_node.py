@@ -34,6 +34,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.service_introspection import ServiceIntrospectionState
 from sensor_msgs.msg import Image, JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -79,6 +80,9 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[float, float] | None]] = {
     'max_steps': (40, 'default step limit of a goal (0 in a goal uses it)', (1, 10000)),
     'goal_timeout': (120.0, 'default wall-clock limit of a goal, s', (1.0, 3600.0)),
     'max_observation_age': (0.5, 'observations older than this are refused, s', (0.01, 10.0)),
+    'action_introspection': (True, "publish each ReachGoal request and result with its contents "
+                             "on the action's _service_event topics (what `craik record` keeps "
+                             'for `craik replay-plan`)', None),
     'max_target_age': (1.0, 'a plan whose observation is older than this when its target would '
                        'be sent is dropped (the arm holds; the next step observes afresh), s',
                        (0.05, 10.0)),
@@ -215,6 +219,11 @@ class MpcPlannerNode(Node):
             goal_callback=lambda _: GoalResponse.ACCEPT,
             handle_accepted_callback=self._on_accepted,
             cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=self._actions)
+        if self.p('action_introspection'):
+            # The goals (goal image included) on the action's service-event topics, so that a
+            # `craik record` of a session holds them and `craik replay-plan` can replan it.
+            self._server.configure_introspection(
+                self.get_clock(), reliable, ServiceIntrospectionState.CONTENTS)
         self.get_logger().info(f'mpc_planner ready: backend {backend}, method '
                                f"{self.p('method')}, {self.p('num_samples')} samples x horizon "
                                f"{self.p('horizon')}, budget {self.p('planning_budget')} s")
