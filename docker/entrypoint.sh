@@ -3,7 +3,7 @@
 #
 # Sources the apt ROS 2 underlay, then env.bash (the venv, install/setup.bash, ROS and rendering
 # variables, as on every other machine), and execs the command (default: the image's CMD,
-# `ros2 launch launch/robot.launch.py robot_ip:=${ROBOT_IP}`). Other commands work the same:
+# `ros2 launch launch/robot.launch.py robot_ip:=${ROBOT_IP} calibration:=${CAMERA_CALIBRATION}`). Other commands work the same:
 #   docker compose -f docker/compose.yaml run --rm craik craik doctor
 set -eo pipefail
 # shellcheck disable=SC1091

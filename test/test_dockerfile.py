@@ -418,6 +418,7 @@ def test_the_default_command_launches_the_robot_graph():
     launch = re.findall(r'launch/[\w.-]+\.launch\.py', ' '.join(_cmd()))
     assert launch == [ROBOT_LAUNCH], f'CMD should run ros2 launch {ROBOT_LAUNCH}: {_cmd()}'
     assert 'ros2 launch' in ' '.join(_cmd()) and 'robot_ip:=${ROBOT_IP' in ' '.join(_cmd())
+    assert 'calibration:=${CAMERA_CALIBRATION' in ' '.join(_cmd())   # the graph requires it
     entry = [i for i in instructions() if i.keyword == 'ENTRYPOINT'][-1].exec_form()
     assert entry and entry[0] == f'{workdir()}/docker/entrypoint.sh'
     assert 'exec "$@"' in (DOCKER / 'entrypoint.sh').read_text()
@@ -506,6 +507,8 @@ def test_compose_has_what_libfranka_the_camera_and_the_gpu_need():
     devices = svc['deploy']['resources']['reservations']['devices']
     assert any(d.get('driver') == 'nvidia' and 'gpu' in d.get('capabilities', [])
                for d in devices)
-    # The default command needs the robot's address: compose refuses to start without it.
+    # The default command needs the robot's address and the camera's calibration: compose
+    # refuses to start without them.
     assert str(svc['environment']['ROBOT_IP']).startswith('${ROBOT_IP:?')
+    assert str(svc['environment']['CAMERA_CALIBRATION']).startswith('${CAMERA_CALIBRATION:?')
     assert 'command' not in svc or ROBOT_LAUNCH in str(svc['command'])

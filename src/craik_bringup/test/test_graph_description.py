@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[3]
 A_FILE = str(ROOT / 'config' / 'sim.yaml')
 CALIBRATION = ROOT / 'config' / 'calibration' / 'sim_d435.yaml'
 DEFAULT_URDF = ROOT / 'src' / 'craik_franka' / 'craik_franka' / 'data' / 'fr3.urdf'
-ROBOT = {'robot_ip': '172.16.0.2'}
+# The robot graph needs the lab's calibration; the tests give it the simulated camera's.
+LAB_CALIBRATION = 'config/calibration/sim_d435.yaml'
+ROBOT = {'robot_ip': '172.16.0.2', 'calibration': LAB_CALIBRATION}
 
 
 def write(tmp_path: Path, text: str, name: str = 'g.yaml') -> Path:
@@ -155,6 +157,16 @@ def test_robot_ip_is_required_on_the_robot():
         resolve_graph('robot', {}, ROOT)
 
 
+def test_the_robot_graph_needs_the_labs_calibration():
+    # No default: the simulated camera's file would make the planner, the map and the camera
+    # transform use a camera that is not where the lab's is.
+    with pytest.raises(LaunchArgumentError, match='needs argument calibration'):
+        resolve_graph('robot', {'robot_ip': '172.16.0.2'}, ROOT)
+    none = resolve_graph('robot', {'robot_ip': '172.16.0.2', 'camera': 'none',
+                                   'mapping': 'false', 'calibration': LAB_CALIBRATION}, ROOT)
+    assert 'mpc_planner' in none.node_names
+
+
 def test_replay_never_runs_a_robot_controller():
     description = load_graph('replay', ROOT)
     for combo in description.choice_combinations():
@@ -201,10 +213,11 @@ def test_relative_paths_given_are_relative_to_the_current_directory(tmp_path):
     assert graph.arguments['params_file'] == str(tmp_path / 'extra.yaml')
     assert graph.node('sim').parameters[-1] == tmp_path / 'extra.yaml'
     # Defaults (and the description's own files) are relative to the workspace root.
-    robot = load_graph('robot', ROOT).resolve(ROBOT, ROOT, cwd=tmp_path)
-    assert robot.arguments['calibration'] == 'config/calibration/sim_d435.yaml'
-    assert robot.node('mpc_planner').parameters[0] == ROOT / 'config' / 'mpc_planner.yaml'
-    assert robot.node('mpc_planner').parameter_values()['camera_calibration'] == str(CALIBRATION)
+    replay = load_graph('replay', ROOT).resolve({'bag': A_FILE}, ROOT, cwd=tmp_path)
+    assert replay.arguments['calibration'] == 'config/calibration/sim_d435.yaml'
+    assert replay.node('mpc_planner').parameters[0] == ROOT / 'config' / 'mpc_planner.yaml'
+    assert replay.node('mpc_planner').parameter_values()['camera_calibration'] == \
+        str(CALIBRATION)
 
 
 def test_namespace_keeps_the_nodes_parameters():

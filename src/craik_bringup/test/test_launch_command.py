@@ -176,7 +176,8 @@ def test_missing_executables_are_named_with_their_package_before_anything_starts
     monkeypatch.setattr(launch_command, 'find_executable',
                         lambda package, name: real(package, name)
                         if package.startswith('craik_') else None)
-    code = cli.main(['launch', 'robot', '--robot-ip', '172.16.0.2', 'rviz:=true'])
+    code = cli.main(['launch', 'robot', '--robot-ip', '172.16.0.2', 'rviz:=true',
+                     'calibration:=config/calibration/sim_d435.yaml'])
     assert code == launch_command.EXIT_USAGE
     err = capsys.readouterr().err
     for executable, package in [('realsense2_camera_node', 'realsense2_camera'),
@@ -191,6 +192,7 @@ def test_missing_executables_are_named_with_their_package_before_anything_starts
 @pytest.mark.parametrize(('argv', 'message'), [
     (['sim', '--camera', 'driver'], 'graph sim has no argument camera'),
     (['robot'], 'argument robot_ip is required'),
+    (['robot', '--robot-ip', '172.16.0.2'], 'needs argument calibration'),
     (['sim', 'runtime:=cuda'], "runtime='cuda' is not one of"),
     (['sim', 'runtime=torch'], "expected NAME:=VALUE, got 'runtime=torch'"),
     (['nope'], "no graph 'nope'"),
@@ -202,7 +204,8 @@ def test_bad_arguments_are_refused_with_a_reason(capsys, argv, message):
 
 def test_dry_run_prints_the_nodes_and_starts_nothing(capsys):
     assert cli.main(['launch', 'robot', '--dry-run', '--robot-ip', '172.16.0.2',
-                     '--camera', 'craik', 'namespace:=lab']) == 0
+                     '--camera', 'craik', 'namespace:=lab',
+                     'calibration:=config/calibration/sim_d435.yaml']) == 0
     out = capsys.readouterr().out
     assert '  camera:=craik' in out and '  namespace:=lab' in out
     assert 'node franka_controller (craik_franka/franka_controller):' in out

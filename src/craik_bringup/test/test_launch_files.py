@@ -32,12 +32,15 @@ ROOT = Path(__file__).resolve().parents[3]
 A_FILE = str(ROOT / 'config' / 'sim.yaml')
 DEFAULT_URDF = ROOT / 'src' / 'craik_franka' / 'craik_franka' / 'data' / 'fr3.urdf'
 GRAPHS = ['sim', 'robot', 'replay']
+CALIBRATION = 'config/calibration/sim_d435.yaml'   # the robot graph requires one
 # Argument values per graph: the defaults, and a second set that switches conditional nodes.
 CASES = {
     'sim': [{}, {'rviz': 'true', 'runtime': 'torch', 'namespace': 'a'}],
-    'robot': [{'robot_ip': '172.16.0.2'},
-              {'robot_ip': '172.16.0.2', 'camera': 'craik', 'rviz': 'true'},
-              {'robot_ip': '172.16.0.2', 'camera': 'bag', 'bag': A_FILE}],
+    'robot': [{'robot_ip': '172.16.0.2', 'calibration': CALIBRATION},
+              {'robot_ip': '172.16.0.2', 'calibration': CALIBRATION, 'camera': 'craik',
+               'rviz': 'true'},
+              {'robot_ip': '172.16.0.2', 'calibration': CALIBRATION, 'camera': 'bag',
+               'bag': A_FILE}],
     'replay': [{'bag': A_FILE}, {'camera': 'none', 'rviz': 'true'}],
 }
 
@@ -180,9 +183,11 @@ def test_launch_file_and_craik_launch_start_the_same_nodes(fake_launch, graph, c
 
 def test_craik_launch_options_are_the_launch_arguments():
     by_options = craik_launch_nodes(['robot', '--robot-ip', '172.16.0.2', '--camera', 'craik',
-                                     '--runtime', 'onnxruntime', 'rviz:=true'])
+                                     '--runtime', 'onnxruntime', 'rviz:=true',
+                                     f'calibration:={CALIBRATION}'])
     by_items = craik_launch_nodes(['robot', 'robot_ip:=172.16.0.2', 'camera:=craik',
-                                   'runtime:=onnxruntime', 'rviz:=true'])
+                                   'runtime:=onnxruntime', 'rviz:=true',
+                                   f'calibration:={CALIBRATION}'])
     assert by_options == by_items
     assert 'rviz' in [s.node_name for s in by_options]
 
@@ -200,7 +205,7 @@ def test_a_bad_value_fails_the_launch_with_the_argument_named(fake_launch):
 
 
 def test_robot_launch_file_starts_rsp_and_the_camera_transform(fake_launch):
-    _, nodes = run_launch_file('robot', {'robot_ip': '172.16.0.2'})
+    _, nodes = run_launch_file('robot', {'robot_ip': '172.16.0.2', 'calibration': CALIBRATION})
     by_name = {n['name']: n for n in nodes}
     assert by_name['robot_state_publisher']['package'] == 'robot_state_publisher'
     # The URDF reaches robot_state_publisher as a string parameter in a parameters file (in

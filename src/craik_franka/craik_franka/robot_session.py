@@ -491,7 +491,8 @@ class RobotSession:
             self._robot.move(motion, asynchronous=True)
         except franky.NetworkException as exc:
             raise _ConnectionLostError(f'robot connection lost: {exc}') from exc
-        except (franky.ControlException, franky.CommandException) as exc:
+        except (franky.ControlException, franky.CommandException,
+                franky.RealtimeException) as exc:
             raise _MotionError(self._classify(exc)) from exc
 
     def _stop_motion(self, handle: MotionHandle, outcome: Outcome, message: str) -> None:
@@ -608,6 +609,13 @@ class RobotSession:
             return Fault(FaultKind.COMMAND_REJECTED, text, tuple(names))
         if isinstance(exc, franky.ControlException):
             return Fault(FaultKind.CONTROL, text, tuple(names))
+        if isinstance(exc, franky.RealtimeException):
+            # libfranka checks the kernel when a motion starts, not on connect.
+            return Fault(FaultKind.CONFIGURATION, (
+                f'libfranka refused to run the motion without realtime scheduling ({text}): '
+                'run on a PREEMPT_RT kernel with rtprio and memlock limits for this user (lab '
+                'guide, real-time kernel), or set realtime_config: ignore (simulator only)'),
+                tuple(names))
         return Fault(FaultKind.INTERNAL, f'{type(exc).__name__}: {text}', tuple(names))
 
     def _configure(self, robot: Any) -> None:
@@ -722,7 +730,8 @@ class RobotSession:
             except _ConnectionLostError as exc:
                 self._on_connection_lost(str(exc))
                 return
-            except (franky.ControlException, franky.CommandException) as exc:
+            except (franky.ControlException, franky.CommandException,
+                    franky.RealtimeException) as exc:
                 self._in_motion = False
                 self._on_motion_error(self._classify(exc))
                 return

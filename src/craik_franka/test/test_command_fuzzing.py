@@ -25,12 +25,14 @@ from command_fuzzing import (
     sequences,
     stream_cases,
 )
+import franky
 from hypothesis import HealthCheck, event, given, settings
 import numpy as np
 import pytest
 
-from craik_franka.envelope import Reason, Rejection, streamed_command
+from craik_franka.envelope import Mode, MotionCommand, Reason, Rejection, streamed_command
 from craik_franka.kinematics import HOME_JOINT_POSITIONS
+from craik_franka.robot_session import Outcome, SessionState
 
 
 def fuzz(name: str) -> settings:
@@ -96,3 +98,22 @@ def test_a_hold_with_the_arm_outside_the_box_stops_the_motion_instead_of_going_t
     assert labels[0] == 'accepted', labels
     assert labels[-1] == 'cancel (stop)', labels
     assert len(harness.robots[0].moves) == 1     # only the command; the hold sent no motion
+
+
+def test_a_realtime_refusal_at_motion_start_faults_the_session_with_the_fix():
+    """libfranka checks for realtime scheduling when a motion starts, not on connect: on a
+    kernel without it the first command fails with RealtimeException. The session must fault
+    with what to do (not crash, not retry the motion), and refuse commands until recovered."""
+    harness = SessionHarness()
+    harness.robots[0].fail_move = franky.RealtimeException(
+        'libfranka: Running kernel does not have realtime capabilities.')
+    handle = harness.session.submit(MotionCommand(int(Mode.RELATIVE), (0.01, 0.0, 0.0)), 'test')
+    assert not isinstance(handle, Rejection), handle
+    assert handle.done() and handle.outcome == Outcome.ROBOT_FAULT, handle.outcome
+    assert 'realtime' in handle.message and 'PREEMPT_RT' in handle.message, handle.message
+    snapshot = harness.session.snapshot()
+    assert snapshot.state == SessionState.FAULTED and 'realtime_config' in snapshot.fault_reason
+    again = harness.session.submit(MotionCommand(int(Mode.RELATIVE), (0.01, 0.0, 0.0)), 'test')
+    assert isinstance(again, Rejection) and again.reason == Reason.ROBOT_FAULTED
+    assert harness.robots[0].moves == []
+    harness.close()

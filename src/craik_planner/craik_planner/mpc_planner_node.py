@@ -235,6 +235,11 @@ class MpcPlannerNode(Node):
 
         path = self.p('camera_calibration') or str(default_calibration_path())
         calibration = load_calibration(path)
+        if calibration.parent_frame != 'fr3_link0':
+            # The object state reads the camera as fixed in the base frame; a wrist camera's
+            # pose would have to follow the arm (the mapper's camera_pose_source: wrist does).
+            raise ValueError(f'{path}: the camera is calibrated in {calibration.parent_frame!r}; '
+                             'the planner needs a fixed camera calibrated in fr3_link0')
         self._camera = CameraModel.from_calibration(calibration)
         self._model_thread.submit(backend.set_camera, self._camera).result()
         self.get_logger().info(f'camera calibration {path}: camera at '
