@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SYSTEM_TESTS=(test/test_reach_goal_system.py test/test_launch_system.py test/test_rviz_config.py
-              test/test_fault_system.py test/test_goal_cli_system.py)
+              test/test_fault_system.py test/test_goal_cli_system.py test/test_soak_system.py)
 
 run() {
   python -m pytest "$@"
