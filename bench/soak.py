@@ -159,6 +159,7 @@ def soak(args: argparse.Namespace, say: Any = print) -> tuple[dict[str, Any], in
     from craik_bringup.graph import Graph, GraphError, git_commit, private_robot_ip, sim_graph
     from craik_bringup.sim_client import SimClient
 
+    commit = git_commit()    # what is checked out now, not after a run of half an hour
     domain = _reserve_ros_domain()
     planner = {'backend': args.backend, 'oracle_task': args.task}
     nodes = sim_graph(private_robot_ip(domain), planner=planner, mapping=args.mapping)
@@ -218,7 +219,7 @@ def soak(args: argparse.Namespace, say: Any = print) -> tuple[dict[str, Any], in
     step_rates = [g['steps_per_s'] for g in goals if g['feedback'] > 0]
     report = {
         'command': ' '.join(['python', *sys.argv]),
-        'git_commit': git_commit(),
+        'git_commit': commit,
         'machine': f'{platform.node()} {platform.machine()} {os.cpu_count()} cores',
         'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         'settings': {'minutes': args.minutes, 'task': args.task, 'backend': args.backend,
