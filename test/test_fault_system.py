@@ -10,11 +10,17 @@ The planner runs the oracle backend (the simulator's ground truth in place of th
 energy) so that a goal moves the arm within seconds on a two-core machine; the observation path
 it guards (camera frame, end-effector pose, their ages) is the same as the world model's.
 Measured figures (time from the last frame to the arm holding, result latencies) are printed
-with the `[fault]` prefix (pytest -s shows them).
+with the `[fault]` prefix (pytest -s shows them) and, with CRAIK_FAULT_REPORT=FILE set, written
+to FILE as JSON with the commit, machine and date (bench/results/faults.json comes from
+`CRAIK_FAULT_REPORT=bench/results/faults.json pytest -s test/test_fault_system.py`).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+import platform
 import signal
 import threading
 import time
@@ -27,13 +33,22 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from craik_bringup.graph import Graph, GraphError, NodeSpec, private_robot_ip, sim_graph
+from craik_bringup.graph import (
+    Graph,
+    GraphError,
+    NodeSpec,
+    git_commit,
+    private_robot_ip,
+    sim_graph,
+)
 from craik_bringup.sim_client import GoalLostError, SimClient
 from craik_interfaces.action import ReachGoal
 from craik_interfaces.msg import CartesianTarget, GroundTruth
 
 pytestmark = pytest.mark.slow
 Result = ReachGoal.Result
+STATUS = {getattr(Result, n): n[len('STATUS_'):].lower() for n in dir(Result)
+          if n.startswith('STATUS_')}
 MAX_TARGET_AGE_S = 1.0           # the planner's max_target_age (config/mpc_planner.yaml)
 OBSERVATION_WAIT_S = 5.0         # the planner's observation_wait
 PLANNER = {'backend': 'oracle', 'oracle_task': 'reach'}
@@ -113,6 +128,26 @@ class Recorder:
         [result] = client._wait(self.params.call_async(request), 30.0,
                                 'set camera_enabled').results
         assert result.successful, result.reason
+
+
+MEASURED: dict[str, Any] = {}    # figures of this module's tests, for CRAIK_FAULT_REPORT
+
+
+def _measured(name: str, **figures: Any) -> None:
+    MEASURED[name] = figures
+    print(f'[fault] {name}: ' + ', '.join(f'{k} {v}' for k, v in figures.items()))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def fault_report() -> Any:
+    yield
+    path = os.environ.get('CRAIK_FAULT_REPORT')
+    if path and MEASURED:
+        report = {'command': 'CRAIK_FAULT_REPORT=' + path + ' pytest -s test/test_fault_system.py',
+                  'git_commit': git_commit(), 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                  'machine': f'{platform.node()} {platform.machine()} {os.cpu_count()} cores',
+                  'planner': PLANNER, 'measured': MEASURED}
+        Path(path).write_text(json.dumps(report, indent=1) + '\n')
 
 
 @pytest.fixture(scope='module')
@@ -197,11 +232,13 @@ def test_camera_dropout_mid_goal_holds_the_arm_and_the_goal_resumes(lab: Any) ->
     outside = [p for p in track if np.any(p < low) or np.any(p > high)]
     assert not outside, f'the arm left the box from {start} to its last target {final_target}'
     held_at = recorder.settled_at(last_frame, last_frame + 2.0)
-    held = (f'held {held_at - last_frame:.2f} s after the last frame'
-            if held_at < last_frame + 1.9 else 'still running out its last target at 2 s')
     result = client.wait_result(handle, timeout_s=180.0)
-    print(f'[fault] camera dropout: arm {held}; {steps_before} steps before, '
-          f'{len(run.feedback)} after it; result {result.status} ({result.message})')
+    _measured('camera_dropout_2s',
+              arm_held_after_last_frame_s=(round(held_at - last_frame, 2)
+                                           if held_at < last_frame + 1.9 else None),
+              steps_before=steps_before, steps_after=len(run.feedback) - steps_before,
+              late_targets=len(late), result=STATUS.get(result.status, result.status),
+              message=result.message)
     assert result.status in (Result.STATUS_REACHED, Result.STATUS_MAX_STEPS), result.message
     assert len(run.feedback) > steps_before, 'planning did not resume when frames returned'
     graph.check_alive()
@@ -218,8 +255,8 @@ def test_camera_lost_for_longer_than_the_wait_ends_the_goal_with_the_reason(lab:
         assert result.status == Result.STATUS_ROBOT_FAULT, result.message
         assert 'no fresh observation' in result.message and 'colour frame' in result.message, \
             result.message
-        print(f'[fault] camera lost: goal ended {waited:.1f} s after the camera stopped: '
-              f'{result.message}')
+        _measured('camera_lost', goal_ended_after_s=round(waited, 1),
+                  result=STATUS.get(result.status, result.status), message=result.message)
         client.wait_until_still(timeout_s=10.0)
         _assert_holds(client)
     finally:
@@ -263,7 +300,8 @@ def test_planner_death_mid_goal(lab: Any) -> None:
     killed = time.monotonic()
     with pytest.raises(GoalLostError, match='went away'):
         client.wait_result(handle, timeout_s=120.0)
-    print(f'[fault] planner killed: client told {time.monotonic() - killed:.1f} s later')
+    _measured('planner_killed', client_told_after_s=round(time.monotonic() - killed, 1),
+              note='the DDS participant lease (20 s) ends before the client sees the server gone')
     # The controller stops a stream that goes silent (stream_timeout) and holds.
     client.wait_until_still(timeout_s=10.0)
     _assert_holds(client)
@@ -278,8 +316,8 @@ def test_robot_side_node_death_mid_goal(lab: Any, name: str, seed: int) -> None:
     _kill(graph, name)
     killed = time.monotonic()
     result = client.wait_result(handle, timeout_s=OBSERVATION_WAIT_S + 60.0)
-    print(f'[fault] {name} killed: result after {time.monotonic() - killed:.1f} s: '
-          f'{result.status} {result.message}')
+    _measured(f'{name}_killed', result_after_s=round(time.monotonic() - killed, 1),
+              result=STATUS.get(result.status, result.status), message=result.message)
     assert result.status == Result.STATUS_ROBOT_FAULT, result.message
     if name == 'franka_controller':
         # franky-sim, like the FR3, stops when its libfranka client goes silent.

@@ -247,6 +247,9 @@ class SimClient:
             return image_to_array(self.color) if self.color is not None else None
 
     def close(self) -> None:
+        # An action client outlives destroy_node (its DDS endpoints stay discoverable, and a
+        # later client on the domain saw a server that was gone): destroyed explicitly.
+        self.goal_client.destroy()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
