@@ -44,6 +44,10 @@ class GoalRun:
         return STATUS_NAMES.get(self.result.status, f'status {self.result.status}')
 
 
+# A goal without a goal response for this long is sent again (SimClient.send_goal).
+GOAL_RESEND_S = 3.0
+
+
 class GoalLostError(RuntimeError):
     """The planner's action server went away while a goal was running (its node died): no
     result will come."""
@@ -173,15 +177,41 @@ class SimClient:
         except concurrent.futures.TimeoutError:
             raise TimeoutError(f'{what}: the client executor did not run it within 10 s') from None
 
-    def send_goal(self, goal: Any) -> tuple[Any, GoalRun]:
-        """Send a ReachGoal; returns (goal handle, run whose feedback fills in as it comes)."""
+    def send_goal(self, goal: Any, timeout_s: float = 30.0,
+                  resend_s: float = GOAL_RESEND_S) -> tuple[Any, GoalRun]:
+        """Send a ReachGoal; returns (goal handle, run whose feedback fills in as it comes).
+
+        A goal response can be lost for good: a server that has not yet discovered this
+        client's response reader (a planner just restarted) drops it, and does not execute that
+        goal. So a goal without a response within ``resend_s`` is sent again; an earlier request
+        that is accepted late after all is canceled.
+        """
         run = GoalRun(result=None)
-        future = self._on_spin_thread(lambda: self.goal_client.send_goal_async(
-            goal, feedback_callback=lambda m: run.feedback.append(m.feedback)), 'send ReachGoal')
-        handle = self._wait(future, 30.0, 'send ReachGoal')
+        futures: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        handle = None
+        while handle is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'send ReachGoal: no answer within {timeout_s:.0f} s')
+            futures.append(self._on_spin_thread(lambda: self.goal_client.send_goal_async(
+                goal, feedback_callback=lambda m: run.feedback.append(m.feedback)),
+                'send ReachGoal'))
+            resend = min(deadline, time.monotonic() + resend_s)
+            while handle is None and time.monotonic() < resend:
+                handle = next((f.result() for f in futures if f.done()), None)
+                time.sleep(0.01)
+        for other in futures:
+            if not (other.done() and other.result() is handle):
+                other.add_done_callback(self._cancel_if_accepted)
         if not handle.accepted:
             raise RuntimeError('ReachGoal was not accepted')
         return handle, run
+
+    @staticmethod
+    def _cancel_if_accepted(future: Any) -> None:
+        duplicate = future.result()
+        if duplicate is not None and duplicate.accepted:
+            duplicate.cancel_goal_async()
 
     def reach_goal(self, goal: Any, timeout_s: float = 600.0) -> GoalRun:
         """Send a goal and wait for its result (:meth:`wait_result`)."""
