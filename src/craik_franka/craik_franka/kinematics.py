@@ -36,7 +36,10 @@ def quaternion_to_matrix(xyzw: tuple[float, float, float, float] | np.ndarray) -
 
 def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
     """Quaternion (x, y, z, w) [4] of a rotation matrix [3, 3]."""
-    return np.asarray(pin.Quaternion(np.asarray(rotation, dtype=float)).coeffs(), dtype=float)
+    # Not pin.Quaternion(rotation): with eigenpy 3.13 that constructor leaks 80 bytes per call,
+    # and the controller converts every state it publishes.
+    xyzquat = pin.SE3ToXYZQUAT(pin.SE3(np.asarray(rotation, dtype=float), np.zeros(3)))
+    return np.asarray(xyzquat[3:], dtype=float)
 
 
 def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:

@@ -28,6 +28,7 @@ from franky_sim.mujoco_simulator import MujocoSimulator
 import mujoco
 import numpy as np
 
+from craik_sim import franky_sim_fixes
 from craik_sim.calibration import CameraCalibration, default_calibration_path, load_calibration
 from craik_sim.kinematics import TcpIK
 from craik_sim.render import CameraRenderer
@@ -144,6 +145,7 @@ class SimRuntime:
     def start(self) -> None:
         """Build the scene, bind the robot at `hostname`, start physics and the camera."""
         c = self.config
+        franky_sim_fixes.apply()  # before the server's first tick: its 1 kHz path leaks without
         self.calibration = load_calibration(
             Path(c.calibration_path) if c.calibration_path else default_calibration_path())
         spec = sample_episode(c.initial_task, c.initial_seed, c.scene, self.calibration,

@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+from craik_sim import franky_sim_fixes
 from craik_sim.fast_env import FastEnv, FastEnvConfig
 from craik_sim.mismatch import random_sequences, run_fast, run_franky
 from craik_sim.scene import HOME_TCP
@@ -29,6 +30,11 @@ def _robot(rt):
     robot = franky.Robot(rt.hostname, realtime_config=franky.RealtimeConfig.Ignore)
     robot.relative_dynamics_factor = 0.1
     return robot
+
+
+def test_franky_sim_runs_with_the_quaternion_leak_fixed(runtime):
+    # Unfixed, every Cartesian-motion tick leaks ~55 bytes (bench/results/soak.json's sim growth).
+    assert franky_sim_fixes.is_applied()
 
 
 def test_reset_goal_images_are_seeded(runtime):
