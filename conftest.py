@@ -8,40 +8,13 @@ share a domain, and discovery limited to localhost.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-import fcntl
 import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from typing import IO
 
 import pytest
-
-# Linux allows domains 0..101 with the default port mapping; 0 is what an interactive session
-# uses, so tests stay away from it.
-_DOMAIN_RANGE = range(1, 102)
-# Locks of the domains this process holds (released when the process exits).
-_domain_locks: list[IO[str]] = []
-
-
-def _reserve_ros_domain() -> int:
-    lock_dir = Path(tempfile.gettempdir()) / 'craik-ros-domains'
-    lock_dir.mkdir(exist_ok=True)
-    start = os.getpid() % len(_DOMAIN_RANGE)
-    for i in range(len(_DOMAIN_RANGE)):
-        domain = _DOMAIN_RANGE[(start + i) % len(_DOMAIN_RANGE)]
-        handle = open(lock_dir / f'{domain}.lock', 'w')  # noqa: SIM115 (held for the process)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        _domain_locks.append(handle)
-        return domain
-    raise RuntimeError('all ROS domains 1..101 are held by other test processes')
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,7 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ['ROS_DOMAIN_ID'] = str(_reserve_ros_domain())
+    from craik_bringup.graph import reserve_ros_domain
+
+    os.environ['ROS_DOMAIN_ID'] = str(reserve_ros_domain())
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('MUJOCO_GL', 'egl')
 
@@ -63,7 +38,9 @@ def fresh_ros_domain() -> int:
     left behind (e.g. shared-memory segments of processes they killed). Subprocesses started
     in it need ROS_DOMAIN_ID set to it explicitly.
     """
-    return _reserve_ros_domain()
+    from craik_bringup.graph import reserve_ros_domain
+
+    return reserve_ros_domain()
 
 
 class NodeProcess:

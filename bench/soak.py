@@ -154,13 +154,18 @@ def run_goal(client: Any, task: str, seed: int, max_steps: int) -> dict[str, Any
 
 def soak(args: argparse.Namespace, say: Any = print) -> tuple[dict[str, Any], int]:
     """Run the soak; returns (report, exit code)."""
-    sys.path.insert(0, str(ROOT))
-    from conftest import _reserve_ros_domain  # the test suite's domain reservation
-    from craik_bringup.graph import Graph, GraphError, git_commit, private_robot_ip, sim_graph
+    from craik_bringup.graph import (
+        Graph,
+        GraphError,
+        git_commit,
+        private_robot_ip,
+        reserve_ros_domain,
+        sim_graph,
+    )
     from craik_bringup.sim_client import SimClient
 
     commit = git_commit()    # what is checked out now, not after a run of half an hour
-    domain = _reserve_ros_domain()
+    domain = reserve_ros_domain()
     planner = {'backend': args.backend, 'oracle_task': args.task}
     nodes = sim_graph(private_robot_ip(domain), planner=planner, mapping=args.mapping)
     log_dir = Path(tempfile.mkdtemp(prefix='craik-soak-'))

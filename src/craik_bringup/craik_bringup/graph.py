@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+import fcntl
 import os
 from pathlib import Path
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import IO, Any
@@ -293,6 +295,34 @@ def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+# Linux allows domains 0..101 with the default port mapping; 0 is what an interactive session
+# uses, so reserved domains stay away from it.
+_DOMAIN_RANGE = range(1, 102)
+# Locks of the domains this process holds (released when the process exits).
+_domain_locks: list[IO[str]] = []
+
+
+def reserve_ros_domain() -> int:
+    """A ROS domain no other process on this machine has reserved, held until this process
+    exits (a file lock per domain), so concurrent test runs and soaks never share DDS traffic
+    or a simulated robot's address (private_robot_ip)."""
+    lock_dir = Path(tempfile.gettempdir()) / 'craik-ros-domains'
+    lock_dir.mkdir(exist_ok=True)
+    start = os.getpid() % len(_DOMAIN_RANGE)
+    for i in range(len(_DOMAIN_RANGE)):
+        domain = _DOMAIN_RANGE[(start + i) % len(_DOMAIN_RANGE)]
+        handle = open(lock_dir / f'{domain}.lock', 'w')  # noqa: SIM115 (held for the process)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _domain_locks.append(handle)
+        return domain
+    raise RuntimeError(f'all ROS domains {_DOMAIN_RANGE.start}..{_DOMAIN_RANGE.stop - 1} are '
+                       f'held by other processes (locks in {lock_dir})')
 
 
 def private_robot_ip(domain: int | None = None) -> str:
