@@ -32,7 +32,6 @@ to stdout. Run: ``python bench/bench_camera.py [--runs 3] [--seconds 5] [--only 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -68,22 +67,6 @@ LIKE_FOR_LIKE = {
 }
 SETTLE_S = 1.0          # after the subscriber is matched, before frames count
 RECORDING_FRAMES = 90   # 3 s loop for node_playback
-
-
-def _reserve_domain() -> int:
-    """A ROS domain no concurrent craik test or bench uses (the root conftest.py's locks)."""
-    lock_dir = Path(tempfile.gettempdir()) / 'craik-ros-domains'
-    lock_dir.mkdir(exist_ok=True)
-    for domain in range(101, 0, -1):
-        handle = open(lock_dir / f'{domain}.lock', 'w')  # noqa: SIM115 (held for the process)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        globals()['_DOMAIN_LOCK'] = handle
-        return domain
-    raise RuntimeError('no free ROS domain')
 
 
 # --- publisher processes -----------------------------------------------------------------------
@@ -450,7 +433,9 @@ def main() -> int:
         publisher_main(args.publisher, args.seconds)
         return 0
 
-    os.environ['ROS_DOMAIN_ID'] = str(_reserve_domain())
+    from craik_bringup.graph import reserve_ros_domain
+
+    os.environ['ROS_DOMAIN_ID'] = str(reserve_ros_domain())
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     import rclpy
     rclpy.init()
