@@ -47,6 +47,14 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from craik_bringup.goal_client import (
+    GOAL_RESEND_S,
+    GoalCall,
+    ServerWatch,
+    cancel_duplicates,
+    first_response,
+    wait_done,
+)
 from craik_interfaces.action import ReachGoal
 from craik_perception.image_conversion import ImageBuffer, ImageDecodeError, encode_image
 from craik_planner.goal_validation import (
@@ -110,10 +118,6 @@ STATUS_EXIT_CODES: dict[str, int] = {
 RESULT_GRACE_S = 30.0
 # An action server that has not been visible for this long is gone (not a discovery blip).
 SERVER_LOST_S = 5.0
-# A goal without a goal response for this long is sent again (see _first_response); a late
-# answer to an earlier request is still waited for this long, to cancel it.
-GOAL_RESEND_S = 3.0
-DUPLICATE_WAIT_S = 10.0
 # --snapshot: colour and depth count as one frame when their stamps are this close (default).
 MAX_SKEW_S = 0.05
 _UINT32_MAX = 2**32 - 1
@@ -567,10 +571,8 @@ class _RosSession:
                 raise
 
     def on_spin_thread(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        """Run ``call()`` on the spinning thread; a future of what it returns. Action client
-        calls go through here: the Kilted wheel's ``send_goal_async`` can lose a response
-        taken by another thread (see :meth:`craik_bringup.sim_client.SimClient._on_spin_thread`).
-        """
+        """Run ``call()`` on the spinning thread; a future of what it returns (every action
+        client call goes through here: see craik_bringup.goal_client)."""
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def task() -> None:
@@ -592,15 +594,6 @@ class _RosSession:
         self.context.destroy()
 
 
-def _wait_done(future: Any, deadline: float | None) -> bool:
-    """Poll ``future.done()`` until ``deadline`` (monotonic; None: forever). Ctrl-C interrupts."""
-    while not future.done():
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def goal_message(request: GoalRequest) -> Any:
     """The ReachGoal.Goal message of a request."""
     from sensor_msgs.msg import Image
@@ -620,91 +613,11 @@ def goal_message(request: GoalRequest) -> Any:
     return goal
 
 
-class _GoalCall:
-    """One goal request on its way: the goal response, the handle, the result future, and the
-    feedback of this goal only."""
-
-    def __init__(self, session: _RosSession, client: Any, goal: Any) -> None:
-        self._session = session
-        self.feedback: deque[Any] = deque()
-        self.sent_at = time.monotonic()
-        self._sent = session.on_spin_thread(lambda: client.send_goal_async(
-            goal, feedback_callback=lambda msg: self.feedback.append(msg.feedback)))
-        self.handle: Any = None
-        self.result_future: Any = None
-        self.cancel_future: Any = None
-
-    def poll(self) -> Any:
-        """The goal handle once the goal response has come, else None (does not wait)."""
-        if self.handle is None and self._sent.done():
-            response = self._sent.result()
-            if response.done():
-                self.handle = response.result()
-        return self.handle
-
-    def wait_handle(self, deadline: float | None) -> Any:
-        """The goal handle (None if no goal response came by ``deadline``)."""
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(0.01)
-        return self.handle
-
-    def wait_result_future(self, deadline: float | None) -> Any:
-        """The future of the result (None if it could not be requested by ``deadline``)."""
-        if self.result_future is None:
-            asked = self._session.on_spin_thread(self.handle.get_result_async)
-            if not _wait_done(asked, deadline):
-                return None
-            self.result_future = asked.result()
-        return self.result_future
-
-
-def _first_response(session: _RosSession, client: Any, goal: Any, calls: list[_GoalCall],
-                    deadline: float, err: TextIO) -> _GoalCall | None:
-    """Send the goal until a goal response comes; the call that got it (None by ``deadline``).
-
-    A goal response can be lost for good: the server drops it when it has not yet discovered
-    this (new) client's response reader within rmw_fastrtps' 100 ms (rclpy then logs 'Failed to
-    send goal response' and does not execute that goal). So the goal is sent again, as a new
-    goal, every GOAL_RESEND_S; a late answer to an earlier request is canceled
-    (:func:`_cancel_duplicates`).
-    """
-    while True:
-        now = time.monotonic()
-        if not calls or now - calls[-1].sent_at >= GOAL_RESEND_S:
-            if calls:
-                print(f'craik goal: note: no goal response within {GOAL_RESEND_S:g} s (the '
-                      'server may not have discovered this client yet); sending the goal '
-                      'again', file=err, flush=True)
-            calls.append(_GoalCall(session, client, goal))
-        for call in calls:
-            if call.poll() is not None:
-                return call
-        if now >= deadline:
-            return None
-        time.sleep(0.02)
-
-
-def _cancel_duplicates(session: _RosSession, calls: list[_GoalCall], chosen: _GoalCall | None,
-                       err: TextIO, wait_s: float = 0.0) -> None:
-    """Cancel every accepted goal but ``chosen``; with ``wait_s``, first wait that long past
-    each request for its goal response, and for the cancels to be answered."""
-    deadline = time.monotonic() + wait_s
-    for call in calls:
-        if call is chosen or call.cancel_future is not None:
-            continue
-        handle = call.poll() if not wait_s else call.wait_handle(
-            max(deadline, call.sent_at + DUPLICATE_WAIT_S))
-        if handle is not None and handle.accepted:
-            print('craik goal: note: an earlier request of this goal was accepted late; '
-                  'canceling it', file=err, flush=True)
-            call.cancel_future = session.on_spin_thread(handle.cancel_goal_async)
-    if wait_s:
-        deadline = time.monotonic() + wait_s
-        for call in calls:
-            if call.cancel_future is not None and _wait_done(call.cancel_future, deadline):
-                _wait_done(call.cancel_future.result(), deadline)
+def _cancel_duplicates(calls: list[GoalCall], chosen: GoalCall | None, err: TextIO,
+                       wait_s: float = 0.0) -> None:
+    cancel_duplicates(calls, chosen, wait_s=wait_s, on_cancel=lambda: print(
+        'craik goal: note: an earlier request of this goal was accepted late; canceling it',
+        file=err, flush=True))
 
 
 def _print_feedback(feedback: deque[Any], out: TextIO) -> None:
@@ -720,7 +633,7 @@ def _report_result(result: Any, out: TextIO) -> int:
     return exit_code_for_status(result.status)
 
 
-def _cancel(session: _RosSession, call: _GoalCall, timeout_s: float) -> tuple[str, Any]:
+def _cancel(session: _RosSession, call: GoalCall, timeout_s: float) -> tuple[str, Any]:
     """Cancel the goal and wait (at most ``timeout_s``) for its result.
 
     Returns ('canceled', result), ('finished', result) when it ended otherwise first,
@@ -738,7 +651,7 @@ def _cancel(session: _RosSession, call: _GoalCall, timeout_s: float) -> tuple[st
         results = call.wait_result_future(deadline)
         if results is None or not results.done():
             asked = session.on_spin_thread(handle.cancel_goal_async)
-            if not _wait_done(asked, deadline) or not _wait_done(asked.result(), deadline):
+            if not wait_done(asked, deadline) or not wait_done(asked.result(), deadline):
                 return 'unconfirmed', ('the planner did not answer the cancel request within '
                                        f'{timeout_s:g} s')
             response = asked.result().result()
@@ -749,12 +662,12 @@ def _cancel(session: _RosSession, call: _GoalCall, timeout_s: float) -> tuple[st
             # Not canceling this goal: refused (rclpy's server answers ERROR_NONE without the
             # goal), unless the goal ended meanwhile, which its result then says.
             ended = response.return_code == CancelGoal.Response.ERROR_GOAL_TERMINATED
-            if not (canceling or ended) and (results is None or not _wait_done(
+            if not (canceling or ended) and (results is None or not wait_done(
                     results, min(deadline, time.monotonic() + 1.0))):
                 if response.return_code == CancelGoal.Response.ERROR_UNKNOWN_GOAL_ID:
                     return 'unconfirmed', 'the planner does not know the goal'
                 return 'unconfirmed', 'the planner refused to cancel the goal'
-            if results is None or not _wait_done(results, deadline):
+            if results is None or not wait_done(results, deadline):
                 return 'unconfirmed', f'cancel accepted, but no result within {timeout_s:g} s'
     except KeyboardInterrupt:
         return 'unconfirmed', 'interrupted again while waiting for the cancel'
@@ -769,7 +682,7 @@ def _unconfirmed(detail: str, err: TextIO) -> int:
     return EXIT_CANCEL_UNCONFIRMED
 
 
-def _interrupted(session: _RosSession, calls: list[_GoalCall], call: _GoalCall | None,
+def _interrupted(session: _RosSession, calls: list[GoalCall], call: GoalCall | None,
                  args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Ctrl-C / SIGTERM: cancel the goal (bounded by --cancel-timeout); the exit status."""
     if not calls:
@@ -804,8 +717,8 @@ def _send_goal(args: argparse.Namespace, request: GoalRequest, out: TextIO,
     client: Any = ActionClient(session.node, ReachGoal, args.action)
     session.owned.append(client)
     session.start()
-    calls: list[_GoalCall] = []
-    call: _GoalCall | None = None
+    calls: list[GoalCall] = []
+    call: GoalCall | None = None
     try:
         try:
             deadline = time.monotonic() + args.server_timeout
@@ -818,8 +731,14 @@ def _send_goal(args: argparse.Namespace, request: GoalRequest, out: TextIO,
                 time.sleep(0.05)
             print(f'sending goal to {args.action}: {describe_request(request)}', file=out,
                   flush=True)
-            call = _first_response(session, client, goal_message(request), calls,
-                                   time.monotonic() + max(args.server_timeout, 10.0), err)
+            goal = goal_message(request)
+            call = first_response(
+                lambda: GoalCall(session.on_spin_thread, client, goal), calls,
+                time.monotonic() + max(args.server_timeout, 10.0),
+                on_resend=lambda: print(
+                    f'craik goal: note: no goal response within {GOAL_RESEND_S:g} s (the '
+                    'server may not have discovered this client yet); sending the goal again',
+                    file=err, flush=True))
             if call is None:
                 print('craik goal: error: no goal response from the action server',
                       file=err)
@@ -831,10 +750,10 @@ def _send_goal(args: argparse.Namespace, request: GoalRequest, out: TextIO,
             results = call.wait_result_future(None)
             timeout = request.timeout.sec + request.timeout.nanosec / _NS
             deadline = time.monotonic() + timeout + RESULT_GRACE_S if timeout else None
-            lost_since: float | None = None
+            server = ServerWatch(client, SERVER_LOST_S)
             while not results.done():
                 _print_feedback(call.feedback, out)
-                _cancel_duplicates(session, calls, call, err)
+                _cancel_duplicates(calls, call, err)
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     print(f'craik goal: error: no result {RESULT_GRACE_S:g} s after the '
@@ -845,11 +764,7 @@ def _send_goal(args: argparse.Namespace, request: GoalRequest, out: TextIO,
                     if outcome == 'unconfirmed':
                         return _unconfirmed(detail, err)
                     return EXIT_NO_RESULT
-                if client.server_is_ready():
-                    lost_since = None
-                elif lost_since is None:
-                    lost_since = now
-                elif now - lost_since > SERVER_LOST_S:
+                if server.lost(now):
                     print(f'craik goal: error: the action server {args.action} went away '
                           'before sending a result', file=err)
                     return EXIT_NO_RESULT
@@ -860,7 +775,7 @@ def _send_goal(args: argparse.Namespace, request: GoalRequest, out: TextIO,
             return _interrupted(session, calls, call, args, out, err)
     finally:
         if len(calls) > 1:
-            _cancel_duplicates(session, calls, call, err, wait_s=2.0)
+            _cancel_duplicates(calls, call, err, wait_s=2.0)
         session.close()
 
 

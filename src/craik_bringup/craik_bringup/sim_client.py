@@ -23,6 +23,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from craik_bringup.goal_client import (
+    GOAL_RESEND_S,
+    GoalCall,
+    ServerWatch,
+    cancel_duplicates,
+    first_response,
+)
 from craik_interfaces.action import ReachGoal
 from craik_interfaces.msg import ControllerStatus, GroundTruth
 from craik_interfaces.srv import ResetEpisode
@@ -42,10 +49,6 @@ class GoalRun:
     @property
     def status_name(self) -> str:
         return STATUS_NAMES.get(self.result.status, f'status {self.result.status}')
-
-
-# A goal without a goal response for this long is sent again (SimClient.send_goal).
-GOAL_RESEND_S = 3.0
 
 
 class GoalLostError(RuntimeError):
@@ -154,15 +157,9 @@ class SimClient:
             time.sleep(0.02)
         return response
 
-    def _on_spin_thread(self, call: Callable[[], Any], what: str) -> Any:
-        """``call()`` run on the thread that spins the executor; returns what it returned.
-
-        The ROS Kilted wheel's ``ActionClient.send_goal_async`` registers its future, then
-        replaces it with a second one outside its lock: a goal response taken by the spinning
-        thread in between completes the first, and the future it returns never completes
-        (seen: `craik eval` waited 30 s for an accepted goal, once in ~100 episodes). Called on
-        the spinning thread, no response can be taken in between.
-        """
+    def _on_spin_thread(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """``call()`` run on the thread that spins the executor; a future of what it returns
+        (every action-client call goes through here: see craik_bringup.goal_client)."""
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run() -> None:
@@ -172,46 +169,30 @@ class SimClient:
                 done.set_exception(exc)
 
         self._executor.create_task(run)
-        try:
-            return done.result(timeout=10.0)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(f'{what}: the client executor did not run it within 10 s') from None
+        return done
 
     def send_goal(self, goal: Any, timeout_s: float = 30.0,
                   resend_s: float = GOAL_RESEND_S) -> tuple[Any, GoalRun]:
         """Send a ReachGoal; returns (goal handle, run whose feedback fills in as it comes).
 
-        A goal response can be lost for good: a server that has not yet discovered this
-        client's response reader (a planner just restarted) drops it, and does not execute that
-        goal. So a goal without a response within ``resend_s`` is sent again; an earlier request
-        that is accepted late after all is canceled.
+        A goal without a goal response within ``resend_s`` is sent again; an earlier request
+        that is accepted late after all is canceled (craik_bringup.goal_client).
         """
         run = GoalRun(result=None)
-        futures: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        handle = None
-        while handle is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'send ReachGoal: no answer within {timeout_s:.0f} s')
-            futures.append(self._on_spin_thread(lambda: self.goal_client.send_goal_async(
-                goal, feedback_callback=lambda m: run.feedback.append(m.feedback)),
-                'send ReachGoal'))
-            resend = min(deadline, time.monotonic() + resend_s)
-            while handle is None and time.monotonic() < resend:
-                handle = next((f.result() for f in futures if f.done()), None)
-                time.sleep(0.01)
-        for other in futures:
-            if not (other.done() and other.result() is handle):
-                other.add_done_callback(self._cancel_if_accepted)
-        if not handle.accepted:
+        calls: list[GoalCall] = []
+        call = first_response(
+            lambda: GoalCall(self._on_spin_thread, self.goal_client, goal, run.feedback),
+            calls, time.monotonic() + timeout_s, resend_s=resend_s)
+        if call is None:
+            raise TimeoutError(f'send ReachGoal: no answer within {timeout_s:.0f} s')
+        if len(calls) > 1:
+            # Late answers to the other requests come on the spinning thread, after this
+            # returns: cancel them as they come.
+            threading.Thread(target=cancel_duplicates, args=(calls, call),
+                             kwargs={'wait_s': 2.0}, daemon=True).start()
+        if not call.handle.accepted:
             raise RuntimeError('ReachGoal was not accepted')
-        return handle, run
-
-    @staticmethod
-    def _cancel_if_accepted(future: Any) -> None:
-        duplicate = future.result()
-        if duplicate is not None and duplicate.accepted:
-            duplicate.cancel_goal_async()
+        return call.handle, run
 
     def reach_goal(self, goal: Any, timeout_s: float = 600.0) -> GoalRun:
         """Send a goal and wait for its result (:meth:`wait_result`)."""
@@ -231,16 +212,12 @@ class SimClient:
         """
         future = handle.get_result_async()
         deadline = time.monotonic() + timeout_s
-        gone_since: float | None = None
+        server = ServerWatch(self.goal_client, server_lost_s)
         while not future.done():
             now = time.monotonic()
             if now > deadline:
                 raise TimeoutError(f'ReachGoal result: no answer within {timeout_s:.0f} s')
-            if self.goal_client.server_is_ready():
-                gone_since = None
-            elif gone_since is None:
-                gone_since = now
-            elif now - gone_since > server_lost_s:
+            if server.lost(now):
                 raise GoalLostError('the /planner/reach_goal server went away during the goal '
                                     '(the mpc_planner node stopped); no result will come')
             time.sleep(0.02)
