@@ -39,8 +39,8 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-# Every MCAP file starts and ends with these bytes.
-MCAP_MAGIC = b'\x89MCAP0\r\n'
+from craik_world_model.mcap_framing import mcap_framing_problem
+
 METADATA_FILE = 'metadata.yaml'
 # rosbag2 metadata version written (Jazzy/Kilted read it; rosbags reads up to 9).
 METADATA_VERSION = 9
@@ -282,21 +282,9 @@ class BagInfo:
 
 def check_framing(path: Path) -> None:
     """Refuse a file that does not start and end with the MCAP magic (not MCAP, or cut off)."""
-    try:
-        size = path.stat().st_size
-        with open(path, 'rb') as f:
-            head = f.read(len(MCAP_MAGIC))
-            f.seek(max(0, size - len(MCAP_MAGIC)))
-            tail = f.read(len(MCAP_MAGIC))
-    except OSError as exc:
-        raise BagError(f'{path}: cannot read: {exc}') from exc
-    if head != MCAP_MAGIC:
-        raise BagError(f'{path}: not an MCAP file (bad magic {head[:8]!r}, expected '
-                       f'{MCAP_MAGIC!r})')
-    if size < 2 * len(MCAP_MAGIC) or tail != MCAP_MAGIC:
-        raise BagError(f'{path}: truncated MCAP file ({size} bytes, no closing magic): the '
-                       'recording was cut off (recorder killed, disk full, copy incomplete); '
-                       '`mcap recover` can salvage its complete chunks')
+    problem = mcap_framing_problem(path)
+    if problem is not None:
+        raise BagError(problem)
 
 
 def _load_metadata(directory: Path) -> dict[str, Any]:

@@ -2,6 +2,6 @@
 
 Modules: ``config`` (typed presets), ``observation`` (preprocessing), ``model``, ``data``
 (episode windows), ``episode_io`` (the simulation's episode format), ``mcap_convert`` (robot
-recordings), ``train`` / ``evaluate`` / ``export`` (``craik train``, ``wm-eval``, ``wm-export``),
+recordings; ``mcap_framing`` its torch-free first check), ``train`` / ``evaluate`` / ``export`` (``craik train``, ``wm-eval``, ``wm-export``),
 ``runtime`` (onnxruntime / torch / TensorRT backends), ``checkpoint`` (safetensors + sha256).
 """

@@ -49,6 +49,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from craik_world_model.config import MAX_DISPLACEMENT_M
 from craik_world_model.episode_io import RecordedEpisode, write_episodes
+from craik_world_model.mcap_framing import mcap_framing_problem
 from craik_world_model.observation import (
     GRIPPER_MAX_WIDTH_M,
     MIN_VALID_FRACTION,
@@ -61,8 +62,6 @@ JOINT_STATES_TOPIC = '/joint_states'
 EE_POSE_TOPIC = '/franka/ee_pose'
 TARGET_TOPIC = '/franka/target'
 COLOR_INFO_TOPIC = '/camera/camera/color/camera_info'
-# Every MCAP file starts and ends with these bytes.
-MCAP_MAGIC = b'\x89MCAP0\r\n'
 FINGER_JOINTS = ('fr3_finger_joint1', 'fr3_finger_joint2')
 ARM_JOINTS = tuple(f'fr3_joint{i}' for i in range(1, 8))
 # Layout of the per-step state vector: position, finger width, orientation (x y z w), arm joints.
@@ -152,21 +151,9 @@ def mcap_files(path: str | Path) -> list[Path]:
 def check_mcap_framing(path: Path) -> None:
     """Refuse a file that does not start and end with the MCAP magic: not an MCAP file, or a
     truncated one (recorder killed, copy cut short), before any record is parsed."""
-    try:
-        size = path.stat().st_size
-        with open(path, 'rb') as f:
-            head = f.read(len(MCAP_MAGIC))
-            f.seek(max(0, size - len(MCAP_MAGIC)))
-            tail = f.read(len(MCAP_MAGIC))
-    except OSError as exc:
-        raise ConversionError(f'{path}: cannot read: {exc}') from exc
-    if head != MCAP_MAGIC:
-        raise ConversionError(f'{path}: not an MCAP file (it does not start with the MCAP '
-                              'magic)')
-    if size < 2 * len(MCAP_MAGIC) or tail != MCAP_MAGIC:
-        raise ConversionError(f'{path}: truncated MCAP file ({size} bytes, no closing MCAP '
-                              'magic): the recording was cut off (recorder killed, copy '
-                              'incomplete); `mcap recover` can salvage its complete chunks')
+    problem = mcap_framing_problem(path)
+    if problem is not None:
+        raise ConversionError(problem)
 
 
 def _iter_messages(files: Sequence[Path], topics: Sequence[str]
