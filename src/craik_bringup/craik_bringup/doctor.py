@@ -250,6 +250,46 @@ def check_pinocchio() -> CheckResult:
     return CheckResult('pinocchio', True, pinocchio.__version__)
 
 
+# libfranka runs its 1 kHz loop at sched_get_priority_max(SCHED_FIFO), which is 99 on Linux.
+LIBFRANKA_RT_PRIORITY = 99
+
+
+def realtime_readiness(kernel_version: str, sys_realtime: str | None, rtprio_limit: int,
+                       privileged: bool) -> CheckResult:
+    """Whether libfranka can run with ``realtime_config: enforce`` (the lab robot): a
+    PREEMPT_RT kernel (``uname -v`` / /sys/kernel/realtime) and the right to SCHED_FIFO at
+    priority 99 (RLIMIT_RTPRIO, or root). Not required: the simulator runs without."""
+    rt_kernel = 'PREEMPT_RT' in kernel_version or (sys_realtime or '').strip() == '1'
+    may_schedule = privileged or rtprio_limit >= LIBFRANKA_RT_PRIORITY
+    found = (f'kernel {"PREEMPT_RT" if rt_kernel else "not real-time"} '
+             f'({kernel_version.strip() or "?"}); real-time priority '
+             + ('allowed (root)' if privileged else f'limit {rtprio_limit}'))
+    if rt_kernel and may_schedule:
+        return CheckResult('real-time', True, found + '; the FR3 can run with realtime_config: '
+                           'enforce', required=False)
+    fixes = []
+    if not rt_kernel:
+        fixes.append('install a PREEMPT_RT kernel')
+    if not may_schedule:
+        fixes.append(f'allow priority {LIBFRANKA_RT_PRIORITY} (a group with "rtprio 99" and '
+                     '"memlock 102400" in /etc/security/limits.conf, then log in again)')
+    return CheckResult('real-time', False, found + '; for the lab robot: ' + ' and '.join(fixes)
+                       + ' (docs/lab_guide.md); the simulator runs without', required=False)
+
+
+def check_realtime() -> CheckResult:
+    import resource
+
+    try:
+        with open('/sys/kernel/realtime') as f:
+            sys_realtime: str | None = f.read()
+    except OSError:
+        sys_realtime = None
+    soft, _ = resource.getrlimit(resource.RLIMIT_RTPRIO)
+    limit = LIBFRANKA_RT_PRIORITY if soft == resource.RLIM_INFINITY else int(soft)
+    return realtime_readiness(platform.uname().version, sys_realtime, limit, os.geteuid() == 0)
+
+
 def check_realsense() -> CheckResult:
     # Through craik_perception's loader: pyrealsense2 loaded before ROS 2's Fast DDS corrupts
     # the process (craik_perception.librealsense), and doctor also talks DDS.
@@ -275,6 +315,7 @@ CHECKS: list[tuple[str, Callable[[], CheckResult], bool]] = [
     ('MuJoCo', check_mujoco, True),
     ('franky', check_franky, True),
     ('pinocchio', check_pinocchio, True),
+    ('real-time', check_realtime, False),
     ('pyrealsense2', check_realsense, True),
 ]
 

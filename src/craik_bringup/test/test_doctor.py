@@ -60,3 +60,25 @@ def test_optional_piece_absent_is_not_fatal():
 def test_unknown_command_is_an_error(capsys):
     assert main(['teleport']) == 2
     assert "unknown command 'teleport'" in capsys.readouterr().err
+
+
+def test_realtime_readiness_names_what_the_lab_robot_lacks():
+    from craik_bringup.doctor import realtime_readiness
+
+    ready = realtime_readiness('#1 SMP PREEMPT_RT Tue Oct 1', None, 99, privileged=False)
+    assert ready.ok and not ready.required
+    # /sys/kernel/realtime alone also marks an RT kernel.
+    assert realtime_readiness('#1 SMP PREEMPT_DYNAMIC', '1\n', 99, privileged=False).ok
+    # Root may schedule at any priority whatever its limit.
+    assert realtime_readiness('#1 SMP PREEMPT_RT', None, 0, privileged=True).ok
+    # This development machine's kind: neither fix applied; both named, neither fatal.
+    neither = realtime_readiness('#1 SMP PREEMPT_DYNAMIC @0', None, 0, privileged=False)
+    assert not neither.ok and not neither.required
+    assert 'install a PREEMPT_RT kernel' in neither.detail
+    assert 'rtprio 99' in neither.detail and 'limit 0' in neither.detail
+    limit_only = realtime_readiness('#1 SMP PREEMPT_RT', None, 50, privileged=False)
+    assert not limit_only.ok
+    assert 'kernel' not in limit_only.detail.split('; for the lab robot: ')[1]
+    assert 'allow priority 99' in limit_only.detail
+    table = format_table([neither])
+    assert 'absent' in table and 'MISSING' not in table
