@@ -201,8 +201,9 @@ def check_tensorrt() -> CheckResult:
     try:
         import tensorrt
     except ImportError as exc:
-        return CheckResult('TensorRT', False, f'not available ({exc}); the world model runs on '
-                           'onnxruntime or torch instead', required=False)
+        return CheckResult('TensorRT', False, f"not available ({exc}); the robot graph's "
+                           'planner (runtime tensorrt) needs runtime:=onnxruntime here',
+                           required=False)
     return CheckResult('TensorRT', True, str(tensorrt.__version__), required=False)
 
 
