@@ -89,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     # `kill` (SIGTERM) unwinds like Ctrl-C, so commands that start ROS nodes (eval, demo) stop
-    # them on the way out instead of leaving them running.
+    # them on the way out instead of leaving them running. A process started in the background
+    # by a script inherits SIGINT ignored; `kill -INT` must still cancel a goal or stop a graph.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     module = importlib.import_module(COMMANDS[name].module)
     sub_parser = argparse.ArgumentParser(prog=f'craik {name}', description=COMMANDS[name].help)
     module.configure_parser(sub_parser)

@@ -144,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
 
     say(f'graph {graph.name}: ' + ', '.join(f'{k}:={v}' for k, v in graph.arguments.items()))
     if threading.current_thread() is threading.main_thread():
-        # A process started in the background by a script inherits SIGINT ignored; Ctrl-C /
-        # `kill -INT` must stop the graph all the same. (cli.main turns SIGTERM into the same.)
+        # Also when run() is called without cli.main (which does the same for every command):
+        # SIGINT inherited ignored must still stop the graph.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     return supervise(Graph(nodes, log_dir, say=say, stream=sys.stdout), say)
 

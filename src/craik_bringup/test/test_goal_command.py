@@ -470,11 +470,13 @@ def server() -> Iterator[Callable[..., ScriptedServer]]:
 class GoalProcess:
     """`craik goal ...` in a subprocess (the console script's code path: cli.main)."""
 
-    def __init__(self, *argv: str) -> None:
+    def __init__(self, *argv: str, sigint_ignored: bool = False) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED='1')
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'craik_bringup.cli', 'goal', *argv], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        command = [sys.executable, '-m', 'craik_bringup.cli', 'goal', *argv]
+        if sigint_ignored:   # as a script's background job (`craik goal ... &`) starts it
+            command = ['bash', '-c', 'trap "" INT; exec "$@"', 'bash', *command]
+        self.proc = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
         self.out: list[str] = []
         self.err: list[str] = []
         self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
@@ -572,11 +574,14 @@ def test_goal_is_sent_again_without_a_goal_response_and_a_late_answer_is_cancele
         ['step   1', 'step   2', 'step   3']
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(('sig', 'sigint_ignored'), [
+    (signal.SIGINT, False), (signal.SIGTERM, False),
+    (signal.SIGINT, True)])     # started with SIGINT ignored: `kill -INT` still cancels
 def test_interrupt_cancels_the_goal(server: Callable[..., ScriptedServer], goal_files: Any,
-                                    sig: signal.Signals) -> None:
+                                    sig: signal.Signals, sigint_ignored: bool) -> None:
     srv = server(steps=2000, step_s=0.05)
-    client = GoalProcess('--image', str(goal_files[0]), '--server-timeout', '30')
+    client = GoalProcess('--image', str(goal_files[0]), '--server-timeout', '30',
+                         sigint_ignored=sigint_ignored)
     assert client.wait_for('step   2', 60), client.text()
     client.proc.send_signal(sig)
     rc = client.finish(30)
