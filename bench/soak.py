@@ -40,7 +40,6 @@ import threading
 import time
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
 GOAL_TIMEOUT_S = 60.0
 STUCK_MARGIN_S = 30.0
 PAGE_KB = os.sysconf('SC_PAGE_SIZE') / 1024.0

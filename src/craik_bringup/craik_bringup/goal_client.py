@@ -40,6 +40,21 @@ class FeedbackSink(Protocol):
     def append(self, item: Any, /) -> None: ...
 
 
+def run_on_executor(executor: Any, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    """``call()`` run as a task of the rclpy ``executor``, on the thread that spins it; a
+    future of what it returns (or raises). The ``on_spin_thread`` of this module."""
+    done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def task() -> None:
+        try:
+            done.set_result(call())
+        except Exception as exc:  # noqa: BLE001 (handed to the caller)
+            done.set_exception(exc)
+
+    executor.create_task(task)
+    return done
+
+
 def wait_done(future: Any, deadline: float | None) -> bool:
     """Poll ``future.done()`` until ``deadline`` (monotonic; None: forever); whether it is done.
     Ctrl-C interrupts."""

@@ -53,6 +53,7 @@ from craik_bringup.goal_client import (
     ServerWatch,
     cancel_duplicates,
     first_response,
+    run_on_executor,
     wait_done,
 )
 from craik_interfaces.action import ReachGoal
@@ -573,16 +574,7 @@ class _RosSession:
     def on_spin_thread(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """Run ``call()`` on the spinning thread; a future of what it returns (every action
         client call goes through here: see craik_bringup.goal_client)."""
-        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def task() -> None:
-            try:
-                done.set_result(call())
-            except Exception as exc:  # handed to the caller
-                done.set_exception(exc)
-
-        self._executor.create_task(task)
-        return done
+        return run_on_executor(self._executor, call)
 
     def close(self) -> None:
         for entity in self.owned:

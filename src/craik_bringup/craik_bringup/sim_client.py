@@ -29,6 +29,7 @@ from craik_bringup.goal_client import (
     ServerWatch,
     cancel_duplicates,
     first_response,
+    run_on_executor,
 )
 from craik_interfaces.action import ReachGoal
 from craik_interfaces.msg import ControllerStatus, GroundTruth
@@ -160,16 +161,7 @@ class SimClient:
     def _on_spin_thread(self, call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
         """``call()`` run on the thread that spins the executor; a future of what it returns
         (every action-client call goes through here: see craik_bringup.goal_client)."""
-        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                done.set_result(call())
-            except Exception as exc:  # noqa: BLE001 (handed to the caller)
-                done.set_exception(exc)
-
-        self._executor.create_task(run)
-        return done
+        return run_on_executor(self._executor, call)
 
     def send_goal(self, goal: Any, timeout_s: float = 30.0,
                   resend_s: float = GOAL_RESEND_S) -> tuple[Any, GoalRun]:

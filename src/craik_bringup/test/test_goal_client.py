@@ -114,3 +114,15 @@ def test_server_watch_tolerates_a_blip_and_reports_a_gone_server():
     assert not watch.lost(3.0)
     assert not watch.lost(4.9)
     assert watch.lost(5.1)
+
+
+def test_run_on_executor_hands_back_the_result_or_the_exception():
+    from craik_bringup.goal_client import run_on_executor
+
+    class Executor:     # rclpy's runs the task when it spins; this one at once
+        def create_task(self, task):
+            task()
+
+    assert run_on_executor(Executor(), lambda: 42).result(timeout=1) == 42
+    failed = run_on_executor(Executor(), lambda: 1 / 0)
+    assert isinstance(failed.exception(timeout=1), ZeroDivisionError)
