@@ -347,15 +347,34 @@ def test_page_shows_live_camera_image_goal_robot_plan_and_map(
         "[class*=Notification] button').forEach(b => b.click());")
     time.sleep(2.0)
 
-    # ... and the camera image is visible on screen where the page lays it out.
-    shot = _screenshot(browser)
-    left, top, width, height = (int(round(v)) for v in shown['camera']['rect'])
-    assert width >= 300 and left + width <= shot.shape[1] and top + height <= shot.shape[0]
+    # ... and the camera image is visible on screen where the page lays it out. The layout is
+    # read again with each screenshot, for up to 10 s while the page settles after the notice
+    # closes: one comparison made once, right after it, differed by 53 in a CI run (the cause
+    # was not pinned down: the notice fading, or the panel moving under a rectangle read
+    # before it closed).
     from PIL import Image as PILImage
-    expected = np.asarray(PILImage.fromarray(frame.rgb).resize((width, height),
-                                                               PILImage.BILINEAR), dtype=float)
-    on_screen = shot[top:top + height, left:left + width].astype(float)
-    screen_err = np.abs(on_screen - expected)[2:-2, 2:-2].mean()
+
+    def camera_on_screen() -> tuple[float, np.ndarray, tuple[int, ...]]:
+        camera = next(item for item in browser.execute_script(READ_IMAGES_JS, *GRID)
+                      if item['label'] == 'camera')
+        rect = tuple(int(round(v)) for v in camera['rect'])
+        left, top, width, height = rect
+        shot = _screenshot(browser)
+        expected = np.asarray(PILImage.fromarray(frame.rgb).resize((width, height),
+                                                                   PILImage.BILINEAR),
+                              dtype=float)
+        on_screen = shot[top:top + height, left:left + width].astype(float)
+        if on_screen.shape != expected.shape:   # not inside the window (yet)
+            return float('inf'), shot, rect
+        return float(np.abs(on_screen - expected)[2:-2, 2:-2].mean()), shot, rect
+
+    settle_end = time.monotonic() + 10.0
+    screen_err, shot, rect = camera_on_screen()
+    while screen_err >= 12.0 and time.monotonic() < settle_end:
+        time.sleep(0.5)
+        screen_err, shot, rect = camera_on_screen()
+    left, top, width, height = rect
+    assert width >= 300 and left + width <= shot.shape[1] and top + height <= shot.shape[0]
     assert screen_err < 12.0, f'camera image on screen differs by {screen_err:.1f}'
 
     # 3. The robot: the 3D canvas changes when (and only when) /joint_states does.
